@@ -1,0 +1,57 @@
+# weaksep: `make reproduce` runs the study, `make test` runs the tests.
+# Each sets up .venv first; re-running setup when nothing changed takes seconds.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.weaksep-installed
+PROFILE ?= quick
+DATA ?=
+CLAP_CKPT ?=
+NB_PARAMS := -p profile $(PROFILE) $(if $(DATA),-p data_root $(DATA)) $(if $(CLAP_CKPT),-p clap_checkpoint $(CLAP_CKPT))
+RESULTS := results$(if $(filter-out quick,$(PROFILE)),/$(PROFILE))
+STUDY_NOTEBOOKS := 00_pretrain_clap 01_two_source 02_three_source 03_four_source 04_semi_supervised 05_summary
+SOURCES := $(wildcard weaksep/*.py weaksep/*/*.py)
+
+.PHONY: setup test test-unit test-notebooks reproduce figures bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.1
+	$(BIN)/pip install --quiet --no-deps tinysoundfont==0.3.7
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q tests
+	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax notebooks
+	WEAKSEP_PROFILE=smoke WEAKSEP_CHECK_NOTEBOOK_OUTPUTS=1 $(BIN)/python -m pytest -q tests/test_notebook_outputs.py
+
+# The study: one file target per notebook. The targets are stamps in .cache
+# (not the executed notebooks, which are committed), so a fresh clone runs
+# every notebook; trained models are cached by config hash and reused.
+STAMPS := .cache/stamps/$(PROFILE)
+reproduce: setup $(foreach nb,$(STUDY_NOTEBOOKS),$(STAMPS)/$(nb).done)
+	@cat $(RESULTS)/summary.md
+
+$(STAMPS)/%.done: notebooks/%.ipynb $(SOURCES) | setup
+	@mkdir -p $(RESULTS)/notebooks $(STAMPS)
+	$(BIN)/papermill --cwd notebooks $< $(RESULTS)/notebooks/$*.ipynb.tmp $(NB_PARAMS) --log-output --no-progress-bar
+	mv $(RESULTS)/notebooks/$*.ipynb.tmp $(RESULTS)/notebooks/$*.ipynb
+	touch $@
+
+# Later notebooks read the earlier ones' results.
+$(foreach nb,01_two_source 02_three_source 03_four_source 04_semi_supervised,$(STAMPS)/$(nb).done): $(STAMPS)/00_pretrain_clap.done
+$(STAMPS)/05_summary.done: $(foreach nb,01_two_source 02_three_source 03_four_source 04_semi_supervised,$(STAMPS)/$(nb).done)
+
+figures: setup
+	$(BIN)/python -m weaksep.plots $(RESULTS)
+
+bench: setup
+	$(BIN)/python -m weaksep.bench
+
+clean:
+	rm -rf .cache results/smoke results/paper .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

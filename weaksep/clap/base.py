@@ -1,0 +1,122 @@
+"""The interface every CLAP backend offers the separator and the losses.
+
+A backend is frozen: its parameters never change during separation training,
+and it stays in eval mode whatever ``train()`` is called on the module that
+holds it. Gradients still flow *through* its audio encoder to the waveform,
+which the bi-modal contrastive loss needs.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+import torchaudio
+from torch import Tensor, nn
+
+DEFAULT_TEMPLATE = "The sound of {entity}"
+
+
+class ClapBackend(nn.Module):
+    """Frozen audio-text embedding model.
+
+    Subclasses set ``sample_rate`` (their own rate, Hz), ``embed_dim`` (D),
+    ``text_state_dim`` (H) and implement :meth:`_encode_text` and
+    :meth:`_encode_audio`.
+    """
+
+    sample_rate: int
+    embed_dim: int
+    text_state_dim: int
+
+    def __init__(self, prompt_template: str = DEFAULT_TEMPLATE) -> None:
+        super().__init__()
+        if "{entity}" not in prompt_template:
+            raise ValueError(f"prompt template {prompt_template!r} must contain '{{entity}}'")
+        self.prompt_template = prompt_template
+        self._text_cache: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+
+    # --- to implement ---------------------------------------------------
+    @abstractmethod
+    def _encode_text(self, prompts: list[str]) -> tuple[Tensor, Tensor, Tensor]:
+        """prompts -> (embedding (B, D) L2-normalised, states (B, L, H), mask (B, L) bool)."""
+
+    @abstractmethod
+    def _encode_audio(self, wav: Tensor) -> Tensor:
+        """wav (B, T) at ``self.sample_rate`` -> embedding (B, D), not yet normalised."""
+
+    # --- the interface ----------------------------------------------------
+    @property
+    def logit_scale(self) -> Tensor:
+        """The frozen temperature (a scalar, already exponentiated)."""
+        return self._logit_scale().detach()
+
+    def _logit_scale(self) -> Tensor:
+        raise NotImplementedError
+
+    def prompt(self, entity: str) -> str:
+        return self.prompt_template.format(entity=entity)
+
+    def freeze(self) -> "ClapBackend":
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return super().train(False)
+
+    def train(self, mode: bool = True) -> "ClapBackend":
+        # A frozen backend never switches to training mode (no dropout, no
+        # batch-norm statistics updates) when the separator does.
+        return super().train(False)
+
+    @torch.no_grad()
+    def _cached_text(self, texts: list[str], template: bool) -> tuple[Tensor, Tensor, Tensor]:
+        if any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise ValueError(f"text prompts must be non-empty strings, got {texts!r}")
+        prompts = [self.prompt(t) if template else t for t in texts]
+        missing = sorted({p for p in prompts if p not in self._text_cache})
+        if missing:
+            emb, states, mask = self._encode_text(missing)
+            for i, p in enumerate(missing):
+                n = int(mask[i].sum())
+                self._text_cache[p] = (emb[i].cpu(), states[i, :n].cpu(), mask[i, :n].cpu())
+        device = self._device()
+        embs = torch.stack([self._text_cache[p][0] for p in prompts]).to(device)
+        length = max(self._text_cache[p][1].shape[0] for p in prompts)
+        states = torch.zeros(len(prompts), length, self.text_state_dim)
+        mask = torch.zeros(len(prompts), length, dtype=torch.bool)
+        for i, p in enumerate(prompts):
+            s = self._text_cache[p][1]
+            states[i, : s.shape[0]] = s
+            mask[i, : s.shape[0]] = True
+        return embs, states.to(device), mask.to(device)
+
+    def embed_text(self, texts: list[str], template: bool = True) -> Tensor:
+        """Texts -> (B, D) L2-normalised embeddings (no gradient; cached per prompt).
+
+        With ``template`` each text is an entity put into the prompt template
+        ("The sound of violin"); without, the text is used as it is.
+        """
+        return self._cached_text(list(texts), template)[0]
+
+    def text_states(self, texts: list[str], template: bool = True) -> tuple[Tensor, Tensor]:
+        """Texts -> token states (B, L, H) and their mask (B, L), True on real tokens."""
+        _, states, mask = self._cached_text(list(texts), template)
+        return states, mask
+
+    def embed_audio(self, wav: Tensor, sample_rate: int) -> Tensor:
+        """Waveforms (B, T) at ``sample_rate`` Hz -> (B, D) L2-normalised embeddings.
+
+        Differentiable with respect to ``wav``; resampling to the backend's own
+        rate happens here.
+        """
+        if wav.dim() != 2:
+            raise ValueError(f"embed_audio expects a (batch, samples) waveform, got shape {tuple(wav.shape)}")
+        if sample_rate != self.sample_rate:
+            wav = torchaudio.functional.resample(wav, sample_rate, self.sample_rate)
+        emb = self._encode_audio(wav)
+        return torch.nn.functional.normalize(emb, dim=-1)
+
+    def _device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")

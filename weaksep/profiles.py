@@ -1,0 +1,181 @@
+"""Study profiles: the one place that defines every size and setting.
+
+A profile names a scale of the study:
+
+- ``smoke``: tiny, for the tests and CI (seconds to minutes on a CPU);
+- ``quick``: the default of ``make reproduce`` (the whole study in under an
+  hour on a 2-core CPU);
+- ``paper``: the sizes of Mahmud et al. (ICLR 2024), for a GPU and real data.
+
+Never edit a profile to run a variant: override it, ``get_profile("quick",
+steps=2000)``; the override is saved with every result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # --- audio and STFT -------------------------------------------------
+    sample_rate: int  # Hz, the study's rate: corpora, mixtures, separator
+    clip_samples: int  # samples per clip at ``sample_rate``
+    n_fft: int
+    hop: int
+    # --- rendered corpora (clips per class and split) -------------------
+    clips_per_class: dict[str, int]  # keys: train, val, test, clap
+    clap_soundfonts: tuple[str, ...]  # soundfonts of the CLAP-pretraining split
+    separation_soundfont: str  # soundfont of train/val/test
+    mixture_gain_db: tuple[float, float]  # random gain range of each source, dB
+    n_test_mixtures: int  # fixed test mixtures per N
+    n_val_mixtures: int  # fixed validation mixtures per N
+    # --- separator -------------------------------------------------------
+    unet_channels: tuple[int, ...]  # channels per encoder level (depth = len)
+    conditioning: str  # "head" | "film" | "cross_attention" (deep levels)
+    cond_levels: int  # how many of the deepest levels are text-conditioned
+    head_channels: int  # Sound-of-Pixels inner-product channels (paper: 32)
+    # --- training --------------------------------------------------------
+    batch_size: int  # mixtures of mixtures per step (global)
+    steps: int  # optimiser steps per training run
+    lr: float
+    weight_decay: float
+    lr_decay_every: int  # steps between lr x0.1
+    train_gain_range: tuple[float, float]  # random gain on each clip (paper 0.5-1.5)
+    contrastive_weight: float  # paper: 0.5
+    reconstruction_weight: float  # paper: 5 (on consistency + unsup)
+    label_fraction: float  # labelled share in the semi-supervised regime
+    checkpoint_every: int
+    # --- CLAP ------------------------------------------------------------
+    clap_backend: str  # "proxy" (default, pretrained here) | "laion"
+    clap_pretrain_steps: int
+    clap_batch_size: int
+    clap_channels: tuple[int, ...]  # proxy audio tower CNN channels
+    n_mels: int
+    # --- evaluation ------------------------------------------------------
+    eval_batch_size: int = 16
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **overrides: Any) -> "Profile":
+        """A copy with ``overrides`` applied (unknown keys raise ``ValueError``)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown profile setting(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def config_hash(self, *keys: str) -> str:
+        """Short stable hash of the settings in ``keys`` (all settings if none)."""
+        d = self.to_dict()
+        if keys:
+            d = {k: d[k] for k in keys}
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def clip_seconds(self) -> float:
+        return self.clip_samples / self.sample_rate
+
+
+SMOKE = Profile(
+    name="smoke",
+    sample_rate=8000,
+    clip_samples=8192,
+    n_fft=256,
+    hop=64,
+    clips_per_class={"train": 8, "val": 2, "test": 3, "clap": 6},
+    clap_soundfonts=("merlin", "timgm6mb"),
+    separation_soundfont="timgm6mb",
+    mixture_gain_db=(-6.0, 6.0),
+    n_test_mixtures=6,
+    n_val_mixtures=4,
+    unet_channels=(8, 16, 32),
+    conditioning="head",  # FiLM and cross-attention are unit-tested in tests/test_model.py
+    cond_levels=0,
+    head_channels=8,
+    batch_size=4,
+    steps=20,
+    lr=1e-3,
+    weight_decay=1e-4,
+    lr_decay_every=10_000,
+    train_gain_range=(0.5, 1.5),
+    contrastive_weight=0.5,
+    reconstruction_weight=5.0,
+    label_fraction=0.25,
+    checkpoint_every=10,
+    clap_backend="proxy",
+    clap_pretrain_steps=20,
+    clap_batch_size=16,
+    clap_channels=(8, 16, 32),
+    n_mels=32,
+    eval_batch_size=8,
+)
+
+QUICK = SMOKE.replace(
+    name="quick",
+    clip_samples=16384,
+    n_fft=512,
+    hop=128,
+    clips_per_class={"train": 100, "val": 12, "test": 24, "clap": 60},
+    n_test_mixtures=100,
+    n_val_mixtures=40,
+    unet_channels=(16, 32, 64, 128),
+    # Text only in the Sound-of-Pixels head: the U-Net then runs once per
+    # mixture. FiLM at the bottleneck runs the decoder once per query and cost
+    # 1.6 s against 0.3 s per weak step here (6 queries, batch 8).
+    conditioning="head",
+    cond_levels=0,
+    head_channels=32,
+    batch_size=8,
+    steps=1000,
+    lr=1e-3,
+    checkpoint_every=250,
+    label_fraction=0.05,
+    clap_pretrain_steps=1000,
+    clap_batch_size=64,
+    clap_channels=(16, 32, 64, 128),
+    n_mels=64,
+)
+
+PAPER = QUICK.replace(
+    name="paper",
+    sample_rate=16000,
+    clip_samples=131070,
+    n_fft=1022,
+    hop=256,
+    clips_per_class={"train": 400, "val": 40, "test": 60, "clap": 200},
+    n_test_mixtures=500,
+    n_val_mixtures=200,
+    unet_channels=(64, 128, 256, 512, 512, 512, 512),
+    conditioning="cross_attention",
+    cond_levels=3,
+    head_channels=32,
+    batch_size=16,
+    steps=200_000,
+    lr=1e-4,
+    lr_decay_every=15_000,
+    checkpoint_every=2000,
+    clap_backend="laion",
+    clap_pretrain_steps=20_000,
+    clap_batch_size=128,
+    clap_channels=(32, 64, 128, 256),
+    n_mels=64,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, QUICK, PAPER)}
+
+
+def get_profile(name: str | None = None, **overrides: Any) -> Profile:
+    """The profile ``name`` (default: ``$WEAKSEP_PROFILE`` or ``quick``) with overrides."""
+    name = name or os.environ.get("WEAKSEP_PROFILE") or "quick"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}")
+    return PROFILES[name].replace(**overrides) if overrides else PROFILES[name]

@@ -1,0 +1,236 @@
+"""The study as a library: what every notebook calls.
+
+A :class:`Study` holds one profile and knows where things live:
+
+* ``cache`` (``$WEAKSEP_CACHE``, else ``.cache/`` in the checkout): rendered
+  corpora, test sets, the pretrained default CLAP and every training run, in a
+  folder named after a hash of its config, so re-running a notebook reuses
+  finished runs and resumes interrupted ones;
+* ``results`` (``$WEAKSEP_RESULTS``, else ``results/`` for the quick profile
+  and ``results/<profile>/`` for the others): tables, figures, model card.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .checkpoint import load_separator
+from .clap import ClapBackend, load_clap
+from .data import ClipSet, Mixture, build_mixtures, load_clips, load_manifest, load_or_build_testset
+from .evaluate import evaluate_separators
+from .io import atomic_torch_save, atomic_write_text, safe_torch_load
+from .metrics import save_table, summarise_table
+from .model import Separator
+from .profiles import Profile, get_profile
+from .train import RunConfig, train
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_cache() -> Path:
+    env = os.environ.get("WEAKSEP_CACHE")
+    if env:
+        return Path(env)
+    if (REPO_ROOT / "pyproject.toml").exists():
+        return REPO_ROOT / ".cache"
+    return Path.home() / ".cache" / "weaksep"
+
+
+def default_results_dir(profile: Profile) -> Path:
+    env = os.environ.get("WEAKSEP_RESULTS")
+    base = Path(env) if env else REPO_ROOT / "results"
+    return base if profile.name == "quick" else base / profile.name
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class Study:
+    """One profile of the study (see the module docstring).
+
+    ``profile`` is a name (default ``$WEAKSEP_PROFILE`` or ``quick``) or a
+    :class:`Profile`; keyword ``overrides`` change its settings.
+    """
+
+    def __init__(self, profile: str | Profile | None = None, *, data_root: str | Path | None = None,
+                 results_dir: str | Path | None = None, clap_backend: str | None = None,
+                 clap_checkpoint: str | Path | None = None, tokenizer_dir: str | Path | None = None,
+                 manifests: str | Path | None = None, progress: bool = True, **overrides: Any) -> None:
+        if isinstance(profile, Profile):
+            self.profile = profile.replace(**overrides) if overrides else profile
+        else:
+            self.profile = get_profile(profile, **overrides)
+        self.cache = Path(data_root) if data_root else _default_cache()
+        self.results = Path(results_dir) if results_dir else default_results_dir(self.profile)
+        self.clap_backend = clap_backend or self.profile.clap_backend
+        self.clap_checkpoint = Path(clap_checkpoint) if clap_checkpoint else None
+        self.tokenizer_dir = tokenizer_dir
+        self.manifests = Path(manifests) if manifests else None
+        if self.manifests is not None:
+            missing = [f"{sp}.csv" for sp in ("train", "test") if not (self.manifests / f"{sp}.csv").is_file()]
+            if missing:
+                raise FileNotFoundError(f"manifest folder {self.manifests} lacks {missing} "
+                                        "(CSV files with a header 'path,label')")
+        self.progress = progress
+        self._clap: ClapBackend | None = None
+        if self.clap_backend == "laion" and self.clap_checkpoint is None:
+            raise ValueError("the laion CLAP backend needs its checkpoint: pass clap_checkpoint "
+                             "(e.g. music_audioset_epoch_15_esc_90.14.pt) or use clap_backend='proxy'")
+
+    # --- data -------------------------------------------------------------
+    def clips(self, split: str, corpus: str = "instruments") -> ClipSet:
+        """Single-source clips of ``split``: rendered, or read from ``<manifests>/<split>.csv``."""
+        if self.manifests is None:
+            return load_clips(self.cache, self.profile, corpus, split)
+        return load_manifest(self.manifests / f"{split}.csv", self.profile.sample_rate, self.profile.clip_samples)
+
+    def testset(self, n_sources: int, split: str = "test", corpus: str = "instruments") -> Mixture:
+        """The fixed ``n_sources``-source mixtures of ``split``, built once and saved."""
+        if self.manifests is None:
+            return load_or_build_testset(self.cache, self.profile, n_sources, split, corpus)
+        csv = self.manifests / f"{split}.csv"
+        key = hashlib.sha256(csv.read_bytes() + repr((self.profile.sample_rate, self.profile.clip_samples,
+                                                        self.profile.mixture_gain_db)).encode()).hexdigest()[:10]
+        path = self.cache / self.profile.name / f"manifest-{key}" / f"{split}_n{n_sources}.pt"
+        if path.exists():
+            d = safe_torch_load(path, "test set")
+            return Mixture(d["mixtures"], d["sources"], d["labels"], d["texts"], d["clip_indices"], d["gains_db"])
+        size = self.profile.n_test_mixtures if split == "test" else self.profile.n_val_mixtures
+        mix = build_mixtures(self.clips(split), n_sources, size, tuple(self.profile.mixture_gain_db), seed=n_sources)
+        atomic_torch_save({"mixtures": mix.mixtures, "sources": mix.sources, "labels": mix.labels, "texts": mix.texts,
+                           "clip_indices": mix.clip_indices, "gains_db": mix.gains_db}, path)
+        return mix
+
+    # --- CLAP -------------------------------------------------------------
+    def default_clap_path(self) -> Path:
+        p = self.profile
+        key = p.config_hash("sample_rate", "clip_samples", "clips_per_class", "clap_soundfonts",
+                            "clap_pretrain_steps", "clap_batch_size", "clap_channels", "n_mels")
+        return self.cache / p.name / "clap" / f"proxy-{key}.pt"
+
+    def clap(self) -> ClapBackend:
+        """The frozen CLAP of this study; the default one is pretrained here when absent."""
+        if self._clap is None:
+            if self.clap_checkpoint is not None:
+                self._clap = load_clap(self.clap_backend, self.clap_checkpoint, tokenizer_dir=self.tokenizer_dir) \
+                    if self.clap_backend == "laion" else load_clap("proxy", self.clap_checkpoint)
+            else:
+                path = self.default_clap_path()
+                if not path.exists():
+                    self.pretrain_clap(path)
+                self.clap_checkpoint = path
+                self._clap = load_clap("proxy", path)
+        return self._clap
+
+    def pretrain_clap(self, path: Path | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Pretrain the default CLAP into ``path``; write its model card into ``results``."""
+        from .clap.pretrain import pretrain_proxy_clap, write_model_card
+
+        path = path or self.default_clap_path()
+        clap, card = pretrain_proxy_clap(self.profile, self.cache, path, progress=self.progress, **kwargs)
+        write_model_card(card, self.results / "clap_card.json")
+        self._clap, self.clap_checkpoint = clap, path
+        return card
+
+    def clap_card(self) -> dict[str, Any]:
+        """The CLAP's model card (pretraining record and quality), also written to ``results/clap_card.json``."""
+        from .clap.pretrain import evaluate_clap, write_model_card
+
+        clap = self.clap()
+        assert self.clap_checkpoint is not None
+        saved = safe_torch_load(self.clap_checkpoint, "CLAP checkpoint") if self.clap_backend == "proxy" else {}
+        card = dict(saved.get("card") or {})
+        if not card:  # a user-supplied checkpoint: measure it here
+            card = {"backend": self.clap_backend, "checkpoint": str(self.clap_checkpoint),
+                    **evaluate_clap(clap, self.profile, self.cache)}
+        write_model_card(card, self.results / "clap_card.json")
+        return card
+
+    def clap_info(self) -> dict[str, Any]:
+        self.clap()
+        assert self.clap_checkpoint is not None
+        return {"backend": self.clap_backend, "checkpoint": str(self.clap_checkpoint),
+                "sha256": _file_sha(self.clap_checkpoint)}
+
+    # --- training ---------------------------------------------------------
+    def run_config(self, regime: str, n_sources: int, seed: int = 0, **overrides: Any) -> RunConfig:
+        p = self.profile
+        label_fraction = overrides.pop("label_fraction", None)
+        if label_fraction is None:
+            label_fraction = p.label_fraction if regime == "semi" else 1.0
+        return RunConfig(
+            regime=regime, n_sources=n_sources, profile=p.to_dict(), seed=seed,
+            steps=overrides.pop("steps", p.steps), label_fraction=label_fraction,
+            contrastive_weight=overrides.pop("contrastive_weight", p.contrastive_weight),
+            reconstruction_weight=overrides.pop("reconstruction_weight", p.reconstruction_weight),
+            clap=self.clap_info(), version=__version__, **overrides,
+        )
+
+    def run_dir(self, cfg: RunConfig) -> Path:
+        blob = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "version"}, sort_keys=True, default=str)
+        tag = f"{cfg.regime}-n{cfg.n_sources}"
+        if cfg.regime in ("sup", "semi") and cfg.label_fraction < 1:
+            tag += f"-f{cfg.label_fraction:g}"
+        return self.cache / self.profile.name / "runs" / f"{tag}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+    def train(self, regime: str, n_sources: int, seed: int = 0, out_dir: str | Path | None = None,
+              **overrides: Any) -> Path:
+        """Train (or reuse, or resume) a run; returns the path of its ``model.pt``."""
+        cfg = self.run_config(regime, n_sources, seed, **overrides)
+        out = Path(out_dir) if out_dir else self.run_dir(cfg)
+        return train(cfg, self.profile, self.clips("train", cfg.corpus), self.clap(), out, progress=self.progress)
+
+    def load_model(self, path: str | Path) -> Separator:
+        return load_separator(path)[0]
+
+    # --- evaluation -------------------------------------------------------
+    def evaluate(self, runs: dict[str, str | Path], n_sources: int, split: str = "test") -> pd.DataFrame:
+        """Per-query rows of the models ``runs`` (label -> model path) on the saved ``split`` mixtures.
+
+        Adds the columns ``regime``, ``label_fraction`` and ``n_sources``; the
+        unprocessed mixture comes as run and regime ``mixture``.
+        """
+        loaded = {label: load_separator(path) for label, path in runs.items()}
+        df = evaluate_separators({k: m for k, (m, _) in loaded.items()}, self.clap(), self.testset(n_sources, split),
+                                 self.profile.sample_rate, self.profile.eval_batch_size)
+        regime = {k: cfg["regime"] for k, (_, cfg) in loaded.items()} | {"mixture": "mixture"}
+        fraction = {k: (cfg["label_fraction"] if cfg["regime"] in ("sup", "semi") else 0.0)
+                    for k, (_, cfg) in loaded.items()} | {"mixture": 0.0}
+        df["regime"] = df["run"].map(regime)
+        df["label_fraction"] = df["run"].map(fraction)
+        df["n_sources"] = n_sources
+        return df
+
+    def write_table(self, name: str, table: str, query_rows: pd.DataFrame, config: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Summarise per-query rows into ``results/<name>.csv`` (plus the rows and the config beside it)."""
+        summary = summarise_table(query_rows, table, self.profile.name)
+        save_table(summary, self.results / f"{name}.csv")
+        atomic_write_text(self.results / "queries" / f"{name}.csv", query_rows.to_csv(index=False))
+        cfg = {"profile": self.profile.to_dict(), "version": __version__, "clap": self.clap_info(), **(config or {})}
+        atomic_write_text(self.results / "configs" / f"{name}.json", json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n")
+        return summary
+
+    def export_run(self, model_path: str | Path, name: str) -> Path:
+        """Copy a finished run's model and training log into ``results/models`` and ``results/runs``."""
+        model_path = Path(model_path)
+        dest = self.results / "models" / f"{name}.pt"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model_path, dest)
+        run_dir = self.results / "runs" / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for f in ("log.csv", "config.json", "labelled_clips.json"):
+            if (model_path.parent / f).exists():
+                shutil.copyfile(model_path.parent / f, run_dir / f)
+        return dest
