@@ -98,6 +98,21 @@ def _silent_rows(x: np.ndarray) -> np.ndarray:
     return np.max(np.abs(x), axis=1) <= SILENCE_PEAK
 
 
+def _solve_with_numpy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a x = b`` for the batched (…, M, M) systems of bss_eval, solved by numpy's LAPACK.
+
+    In a process that has trained a model, torch 2.9.1's MKL ``linalg.solve``
+    was seen to fail on these well-conditioned, symmetric positive-definite
+    systems ("Parameter 6 was incorrect on entry to DLASWP"); numpy's
+    OpenBLAS LAPACK solves them in every process state.
+    """
+    return torch.from_numpy(np.linalg.solve(a.detach().cpu().numpy(), b.detach().cpu().numpy()))
+
+
+# fast_bss_eval calls its module-level ``solve``; route it to numpy (see above).
+fast_bss_eval.torch.metrics.solve = _solve_with_numpy
+
+
 def _coherences(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """BSS Eval square cosines of every estimate against every reference, in one solve.
 

@@ -184,6 +184,12 @@ class Separator(nn.Module):
         self.cfg = cfg
         self.stft = STFT(cfg.n_fft, cfg.hop)
         self.unet = TextConditionedUNet(cfg)
+        # Prompts share most of their embedding ("The sound of ..." : cosines of
+        # 0.7-0.9 between instruments with the sentence encoder), so the text is
+        # standardised per feature over the queries of a batch (running
+        # statistics at inference) before it conditions anything: without it a
+        # supervised model learned one mask for every query.
+        self.text_norm = nn.BatchNorm1d(cfg.text_dim)
         self.head_proj = nn.Linear(cfg.text_dim, cfg.head_channels + 1)  # weights + bias of the mask
 
     def forward(
@@ -204,6 +210,7 @@ class Separator(nn.Module):
     def masks_from_spec(self, spec: Tensor, text: Tensor, states: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         """Complex STFT (B, F, frames) and queries -> masks (B, Q, F, frames) in [0, 1]."""
         _, n_freq, n_frames = spec.shape
+        text = self.text_norm(text.reshape(-1, text.shape[-1])).reshape(text.shape)
         # The network sees the largest multiple of 2**depth bins and frames (257 x 129
         # -> 256 x 128); the few cells beyond get the mask of their nearest neighbour.
         unit = 2**self.unet.depth

@@ -118,7 +118,9 @@ class Study:
         p = self.profile
         key = p.config_hash("sample_rate", "clip_samples", "clips_per_class", "clap_soundfonts",
                             "clap_pretrain_steps", "clap_batch_size", "clap_channels", "n_mels")
-        return self.cache / p.name / "clap" / f"proxy-{key}.pt"
+        from .clap.proxy import AUDIO_TOWER_VERSION
+
+        return self.cache / p.name / "clap" / f"proxy-v{AUDIO_TOWER_VERSION}-{key}.pt"
 
     def clap(self) -> ClapBackend:
         """The frozen CLAP of this study; the default one is pretrained here when absent."""
@@ -156,6 +158,10 @@ class Study:
             card = {"backend": self.clap_backend, "checkpoint": str(self.clap_checkpoint),
                     **evaluate_clap(clap, self.profile, self.cache)}
         write_model_card(card, self.results / "clap_card.json")
+        if self.clap_backend == "proxy":  # ship it beside the models, for `weaksep separate` elsewhere
+            dest = self.results / "models" / "clap_proxy.pt"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.clap_checkpoint, dest)
         return card
 
     def clap_info(self) -> dict[str, Any]:

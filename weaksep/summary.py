@@ -94,6 +94,19 @@ SEMI_FRACTION = 0.05
 COMPARISON_COLUMNS = ["claim", "description", "unit", "paper", "ours", "ours_ci", "reproduced", "sentence"]
 
 
+def _semi_fraction(tables: Mapping[str, pd.DataFrame]) -> float:
+    """The labelled fraction of the semi-supervised table's ``semi`` run (the paper's 5 % when absent).
+
+    The paper's claim is at 5 %; a run at another fraction (the smoke profile
+    uses 25 % so that its tiny corpus covers every class) is compared at its own.
+    """
+    df = tables.get("semi_supervised")
+    if df is None:
+        return SEMI_FRACTION
+    fr = df.loc[df["regime"] == "semi", "label_fraction"].astype(float)
+    return float(fr.min()) if len(fr) else SEMI_FRACTION
+
+
 def load_tables(results_dir: str | Path) -> dict[str, pd.DataFrame]:
     """The result tables present in ``results_dir`` (missing files are simply absent)."""
     results_dir = Path(results_dir)
@@ -154,15 +167,16 @@ def _compare_claim(claim: dict[str, Any], tables: Mapping[str, pd.DataFrame]) ->
             base = _sdr_row(tables, claim["table"], "sup", n)
             what = f"weak as a share of sup at N={n}"
         else:
-            new = _sdr_row(tables, claim["table"], "semi", n, SEMI_FRACTION)
-            base = _sdr_row(tables, claim["table"], "sup", n, SEMI_FRACTION)
-            what = f"semi@{SEMI_FRACTION:.0%} vs sup@{SEMI_FRACTION:.0%} at N={n}"
+            frac = _semi_fraction(tables)
+            new = _sdr_row(tables, claim["table"], "semi", n, frac)
+            base = _sdr_row(tables, claim["table"], "sup", n, frac)
+            what = f"semi@{frac:.0%} vs sup@{frac:.0%} at N={n}"
     except _NotRun as e:
         row["sentence"] = f"Not run: {e}."
         return row
 
     w, b = float(new["mean"]), float(base["mean"])
-    at = f"@{SEMI_FRACTION:.0%}" if claim["table"] == "semi_supervised" else ""
+    at = f"@{_semi_fraction(tables):.0%}" if claim["table"] == "semi_supervised" else ""
     new_name, base_name = new["regime"] + at, base["regime"] + at
     levels = f"{new_name} {w:.2f} dB vs {base_name} {b:.2f} dB"
     if unit == "dB":

@@ -363,8 +363,20 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
         elif end > start:
             save_checkpoint(ckpt_path, model, cfg.to_dict(), end, opt, sched)
     if rt.world_size > 1:
+        _check_replicas_agree(model)
         dist.barrier()
     return final
+
+
+def _check_replicas_agree(model: Separator) -> None:
+    """Under DDP every process must end with the same weights (gradients were synchronised)."""
+    local = torch.stack([p.detach().double().sum() for p in model.parameters()])
+    spread = local.clone()
+    dist.all_reduce(spread, op=dist.ReduceOp.MAX)
+    low = local.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    if not torch.allclose(spread, low, rtol=1e-6, atol=1e-8):
+        raise RuntimeError("DDP replicas ended with different weights: gradients were not synchronised")
 
 
 # --------------------------------------------------------------------------- command line

@@ -1,0 +1,192 @@
+"""The ``weaksep`` command end to end: separate a file a test makes, refuse bad input, train, evaluate."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from weaksep import cli
+from weaksep.checkpoint import load_separator, read_checkpoint, save_checkpoint
+from weaksep.model import Separator, SeparatorConfig
+from weaksep.separate import load_for_inference
+
+RATE = 44100
+
+
+@pytest.fixture(scope="module")
+def checkpoint(smoke_study):
+    return smoke_study.train("sup", 2, steps=5)
+
+
+@pytest.fixture(scope="module")
+def stereo_flac(tmp_path_factory):
+    """3.1 s of stereo 44.1 kHz FLAC (about five model windows): a plucked tone left, a sustained one right."""
+    t = np.arange(int(3.1 * RATE) + 11) / RATE
+    left = 0.3 * np.sin(2 * np.pi * 392 * t) * np.exp(-3 * (t % 0.5))
+    right = 0.2 * np.sin(2 * np.pi * 523.25 * t) + 0.05 * np.sin(2 * np.pi * 1046.5 * t)
+    path = tmp_path_factory.mktemp("audio") / "mix.flac"
+    sf.write(path, np.stack([left, right], 1), RATE, subtype="PCM_24")
+    return path
+
+
+def _outputs(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_separate_in_process_and_as_python_m_weaksep(checkpoint, stereo_flac, tmp_path):
+    info = sf.info(str(stereo_flac))
+    prompts = ["violin", "a bowed string instrument"]
+    args = [str(stereo_flac), *sum((["--prompt", p] for p in prompts), []), "--checkpoint", str(checkpoint)]
+    out_a = tmp_path / "a"
+    assert cli.main(["separate", *args, "-o", str(out_a), "--no-progress"]) == 0
+    assert _outputs(out_a) == ["a_bowed_string_instrument.wav", "violin.wav"]
+    est = {}
+    for name in _outputs(out_a):
+        out_info = sf.info(str(out_a / name))
+        assert (out_info.samplerate, out_info.frames, out_info.channels) == (RATE, info.frames, 2)
+        est[name], _ = sf.read(str(out_a / name), dtype="float32")
+        assert np.isfinite(est[name]).all() and np.abs(est[name]).max() > 1e-4
+    assert not np.allclose(est["violin.wav"], est["a_bowed_string_instrument.wav"], atol=1e-4)
+
+    out_b = tmp_path / "b"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "weaksep", "separate", *args, "-o", str(out_b)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "violin.wav" in proc.stdout
+    for name, ref in est.items():  # the same computation: the same samples
+        again, rate = sf.read(str(out_b / name), dtype="float32")
+        assert rate == RATE and np.abs(again - ref).max() < 1e-5
+
+
+def test_mono_wav_of_another_rate_and_shorter_than_a_window(checkpoint, tmp_path):
+    path = tmp_path / "short.wav"
+    n = 12_345  # 0.56 s at 22.05 kHz: less than one 8192-sample window at 8 kHz
+    sf.write(path, 0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / 22050), 22050, subtype="PCM_16")
+    out = tmp_path / "out"
+    assert cli.main(["separate", str(path), "-p", "flute", "-c", str(checkpoint), "-o", str(out)]) == 0
+    info = sf.info(str(out / "flute.wav"))
+    assert (info.samplerate, info.frames, info.channels) == (22050, n, 1)
+
+
+def _write_other_size_checkpoint(checkpoint, path):
+    """A valid separator checkpoint whose text embedding dimension is not the CLAP's."""
+    state = read_checkpoint(checkpoint)
+    cfg = SeparatorConfig.from_dict({**state["model_config"], "text_dim": 128})
+    save_checkpoint(path, Separator(cfg), state["run_config"], 1)
+
+
+def _bad_inputs(tmp_path, checkpoint, stereo_flac):
+    """(name, argv without -o, what the message must name)."""
+    good = ["-p", "violin", "-c", str(checkpoint)]
+    (tmp_path / "notaudio.wav").write_text("this is not a sound file\n")
+    sf.write(tmp_path / "empty.wav", np.zeros((0, 2)), RATE)
+    (tmp_path / "notackpt.pt").write_bytes(b"\x00garbage" * 10)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    _write_other_size_checkpoint(checkpoint, tmp_path / "other_size.pt")
+    missing = tmp_path / "missing.flac"
+    return [
+        ("missing audio", [str(missing), *good], str(missing)),
+        ("unreadable audio", [str(tmp_path / "notaudio.wav"), *good], "notaudio.wav"),
+        ("zero-length audio", [str(tmp_path / "empty.wav"), *good], "zero length"),
+        ("empty prompt", [str(stereo_flac), "-p", "violin", "-p", "", "-c", str(checkpoint)], "prompt 2 is empty"),
+        ("blank prompt", [str(stereo_flac), "-p", "   ", "-c", str(checkpoint)], "prompt 1 is empty"),
+        ("same file twice", [str(stereo_flac), "-p", "Violin", "-p", "violin!", "-c", str(checkpoint)], "violin.wav"),
+        ("missing checkpoint", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "nope.pt")], "nope.pt"),
+        ("not a torch file", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "notackpt.pt")], "notackpt.pt"),
+        ("torch file, not a checkpoint", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "other.pt")],
+         "not a weaksep separator checkpoint"),
+        ("other model size", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "other_size.pt")],
+         "dimension 128"),
+        ("not the expected profile", [str(stereo_flac), *good, "--expect-profile", "quick"], "not a quick-profile model"),
+        ("bad overlap", [str(stereo_flac), *good, "--overlap", "0.9"], "--overlap"),
+    ]
+
+
+def test_bad_input_gives_one_line_exit_2_and_writes_nothing(checkpoint, stereo_flac, tmp_path, capsys):
+    for name, argv, named in _bad_inputs(tmp_path, checkpoint, stereo_flac):
+        out = tmp_path / f"out_{name.replace(' ', '_')}"
+        status = cli.main(["separate", *argv, "-o", str(out), "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert status == 2, name
+        assert err.startswith("weaksep: error: ") and "\n" not in err, (name, err)
+        assert named in err, (name, err)
+        assert not out.exists(), name
+
+
+def test_existing_output_folder_is_left_alone_on_error(checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert cli.main(["separate", str(tmp_path / "missing.wav"), "-p", "violin", "-c", str(checkpoint),
+                     "-o", str(out)]) == 2
+    assert _outputs(out) == ["keep.txt"]
+
+
+def test_without_checkpoint_says_how_to_make_one(stereo_flac, tmp_path, monkeypatch, capsys):
+    import weaksep.study
+
+    monkeypatch.setattr(weaksep.study, "REPO_ROOT", tmp_path)  # a checkout without results/models/weak_n2.pt
+    assert cli.main(["separate", str(stereo_flac), "-p", "violin", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "weak_n2.pt" in err and "make reproduce" in err and "weaksep train --regime weak" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_checkpoint_and_clap_from_results_models(smoke_study, checkpoint, stereo_flac, tmp_path, monkeypatch):
+    """On another machine the run config's CLAP path is gone: results/models/clap_proxy.pt is used."""
+    import weaksep.study
+
+    models = tmp_path / "results" / "models"
+    models.mkdir(parents=True)
+    state = read_checkpoint(checkpoint)
+    run_config = {**state["run_config"], "clap": {**state["run_config"]["clap"], "checkpoint": "/elsewhere/clap.pt"}}
+    save_checkpoint(models / "weak_n2.pt", load_separator(checkpoint)[0], run_config, 5)
+    shutil.copyfile(smoke_study.clap_checkpoint, models / "clap_proxy.pt")
+    monkeypatch.setattr(weaksep.study, "REPO_ROOT", tmp_path)
+    sep = load_for_inference(models / "weak_n2.pt")
+    assert sep.clap_path == models / "clap_proxy.pt"
+    assert cli.main(["separate", str(stereo_flac), "-p", "cello", "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert _outputs(tmp_path / "out") == ["cello.wav"]
+
+
+def test_every_option_of_every_subcommand_is_explained():
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subs.choices) == {"separate", "train", "evaluate"}
+    for name, sub in subs.choices.items():
+        for action in sub._actions:
+            assert action.help and action.help.strip(), f"weaksep {name} {action.option_strings or action.dest}"
+        assert cli.main([name, "--help"]) == 0
+
+
+def test_train_and_evaluate_front_ends(smoke_study, checkpoint, tmp_path, capsys):
+    run = tmp_path / "run"
+    status = cli.main(["train", "--regime", "sup", "--sources", "2", "--profile", "smoke", "--out", str(run),
+                       "--data-root", str(smoke_study.cache), "--clap-checkpoint", str(smoke_study.clap_checkpoint),
+                       "--steps", "2", "--no-progress"])
+    assert status == 0 and read_checkpoint(run / "model.pt")["step"] == 2
+    assert f"model: {run / 'model.pt'}" in capsys.readouterr().out
+
+    csv = tmp_path / "rows.csv"
+    status = cli.main(["evaluate", "--checkpoint", str(checkpoint), "--sources", "2",
+                       "--data-root", str(smoke_study.cache), "-o", str(csv), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "SDR" in printed and "SDRi" in printed and "SI-SDR" in printed
+    rows = pd.read_csv(csv)
+    n_queries = smoke_study.profile.n_test_mixtures * 2
+    assert (rows["run"] == "model").sum() == n_queries and (rows["run"] == "mixture").sum() == n_queries
+    model_line = next(line.split() for line in printed.splitlines() if line.startswith("model"))
+    assert float(model_line[1]) == pytest.approx(rows.loc[rows["run"] == "model", "sdr"].mean(), abs=0.006)
+    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--sources", "2", "--profile", "quick",
+                     "--data-root", str(smoke_study.cache)]) == 2
+    assert "another scale" in capsys.readouterr().err

@@ -1,0 +1,140 @@
+"""The training loop: regimes, determinism, resume, non-finite losses, DDP, and that training helps."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from weaksep.checkpoint import read_checkpoint
+from weaksep.train import BatchSource, NonFiniteLossError, train
+
+
+def _run(study, regime, out, steps=6, stop_after=None, **kw):
+    cfg = study.run_config(regime, 2, seed=kw.pop("seed", 0), steps=steps, **kw)
+    return train(cfg, study.profile, study.clips("train"), study.clap(), out, progress=False, stop_after=stop_after)
+
+
+def _weights(path):
+    return read_checkpoint(path)["model"]
+
+
+def test_unsup_and_weak_batches_carry_no_single_sources(smoke_study):
+    clips = smoke_study.clips("train")
+    for regime in ("unsup", "weak"):
+        cfg = smoke_study.run_config(regime, 2)
+        batch, labelled = BatchSource(clips, cfg, smoke_study.profile, 4, 0).batch(0)
+        assert batch.sources is None and labelled is None
+        assert torch.allclose(batch.mixture, batch.submixtures.sum(1), atol=1e-6)
+    cfg = smoke_study.run_config("sup", 2)
+    batch, _ = BatchSource(clips, cfg, smoke_study.profile, 4, 0).batch(0)
+    assert batch.sources.shape[:3] == (4, 2, 2)
+
+
+def test_semi_labelled_subset_is_fixed_and_saved(smoke_study, tmp_path):
+    cfg = smoke_study.run_config("semi", 2, label_fraction=0.25)
+    a = BatchSource(smoke_study.clips("train"), cfg, smoke_study.profile, 4, 0)
+    b = BatchSource(smoke_study.clips("train"), cfg, smoke_study.profile, 4, 0)
+    assert a.labelled_indices == b.labelled_indices
+    assert len(a.labelled_indices) == round(0.25 * len(smoke_study.clips("train")))
+    batch, labelled = a.batch(3)
+    assert labelled.tolist() == [True, True, False, False]
+    _run(smoke_study, "semi", tmp_path / "semi", steps=2, label_fraction=0.25)
+    assert (tmp_path / "semi" / "labelled_clips.json").exists()
+
+
+def test_same_seed_same_weights_other_seed_other_weights(smoke_study, tmp_path):
+    a = _weights(_run(smoke_study, "weak", tmp_path / "a"))
+    b = _weights(_run(smoke_study, "weak", tmp_path / "b"))
+    c = _weights(_run(smoke_study, "weak", tmp_path / "c", seed=1))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(smoke_study, tmp_path):
+    full = _weights(_run(smoke_study, "weak", tmp_path / "full", steps=8))
+    out = tmp_path / "resumed"
+    _run(smoke_study, "weak", out, steps=8, stop_after=3)  # "killed" after 3 steps
+    assert read_checkpoint(out / "checkpoint.pt")["step"] == 3 and not (out / "model.pt").exists()
+    resumed = _weights(_run(smoke_study, "weak", out, steps=8))
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    log = pd.read_csv(out / "log.csv")
+    assert log["step"].tolist() == list(range(8))  # one row per step, none twice
+
+
+def test_finished_run_is_reused_and_foreign_config_refused(smoke_study, tmp_path):
+    path = _run(smoke_study, "unsup", tmp_path / "r", steps=2)
+    mtime = path.stat().st_mtime_ns
+    assert _run(smoke_study, "unsup", tmp_path / "r", steps=2) == path and path.stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="another config"):
+        _run(smoke_study, "unsup", tmp_path / "r", steps=3)
+
+
+def test_non_finite_loss_stops_naming_step_and_term(smoke_study, tmp_path, monkeypatch):
+    import weaksep.train as tr
+
+    real = tr.compute_losses
+    calls = {"n": 0}
+
+    def poisoned(*a, **k):
+        terms = real(*a, **k)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            terms["loss_unsup"] = terms["loss_unsup"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(tr, "compute_losses", poisoned)
+    study = smoke_study
+    prof = study.profile.replace(checkpoint_every=1)
+    cfg = study.run_config("unsup", 2, steps=5)
+    with pytest.raises(NonFiniteLossError, match="step 2: loss term loss_unsup"):
+        train(cfg, prof, study.clips("train"), study.clap(), tmp_path / "nan", progress=False)
+    assert read_checkpoint(tmp_path / "nan" / "checkpoint.pt")["step"] == 2  # the last good state
+
+
+def _mean_sdr(study, path):
+    return float(study.evaluate({"m": path}, 2).query("run == 'm'")["sdr"].mean())
+
+
+def test_supervised_training_beats_its_untrained_self_by_3_db(smoke_study, tmp_path):
+    untrained = _run(smoke_study, "sup", tmp_path / "untrained", steps=0)
+    trained = _run(smoke_study, "sup", tmp_path / "trained", steps=300)
+    before, after = _mean_sdr(smoke_study, untrained), _mean_sdr(smoke_study, trained)
+    assert after - before >= 3.0, (before, after)
+
+
+def test_weak_training_lowers_its_contrastive_loss(smoke_study, tmp_path):
+    path = _run(smoke_study, "weak", tmp_path / "weak", steps=120)
+    log = pd.read_csv(path.parent / "log.csv")
+    first, last = log["loss_contrastive"].iloc[:20].mean(), log["loss_contrastive"].iloc[-20:].mean()
+    assert last < first, (first, last)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_with_gloo_on_two_processes(smoke_study, tmp_path):
+    """torchrun's environment, two CPU processes: the run finishes with identical replicas
+    (the loop checks it) and its loss falls like a single-process run's."""
+    env = {**os.environ, "WEAKSEP_CACHE": str(smoke_study.cache), "WEAKSEP_RESULTS": str(smoke_study.results),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "weaksep.train", "--regime", "unsup", "--sources", "2", "--profile", "smoke", "--steps", "40",
+           "--out", str(tmp_path / "ddp"), "--clap-checkpoint", str(smoke_study.clap_checkpoint), "--no-progress"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = pd.read_csv(tmp_path / "ddp" / "log.csv")
+    single = pd.read_csv(_run(smoke_study, "unsup", tmp_path / "single", steps=40).parent / "log.csv")
+    assert len(ddp) == 40
+    for log in (ddp, single):
+        assert log["loss_total"].iloc[-10:].mean() < log["loss_total"].iloc[:10].mean()
+    ratio = ddp["loss_total"].iloc[-10:].mean() / single["loss_total"].iloc[-10:].mean()
+    assert 0.5 < ratio < 2.0, ratio

@@ -1,0 +1,156 @@
+"""``make bench``: what the study costs on this machine, as medians of repeated runs.
+
+Prints rendering and data-loading throughput, the default CLAP's audio tower
+throughput and pretraining cost, training steps per second and peak memory
+for every regime (and the cost of a weak step relative to an unsup step),
+and the separation real-time factor, all at the quick profile. Each figure is
+a median over repeats; training regimes run one after another in fresh
+processes so that their peak memory is their own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+def _median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_data(profile_name: str, repeats: int) -> dict[str, float]:
+    from .data import ClipRenderer, MixtureSampler, find_soundfont, load_clips, make_score
+    from .profiles import get_profile
+    from .study import Study
+
+    p = get_profile(profile_name)
+    renderer = ClipRenderer(find_soundfont(p.separation_soundfont, required=True), p.sample_rate)
+    scores = [make_score("instruments", "violin", p.clip_seconds, seed) for seed in range(10)]
+    t_render = _median_time(lambda: [renderer.render(s, p.clip_samples) for s in scores], repeats)
+    clips = Study(p.name, progress=False).clips("train")
+    sampler = MixtureSampler(clips, 2, p.batch_size, with_sources=False)
+    g = torch.Generator().manual_seed(0)
+    t_batch = _median_time(lambda: [sampler.sample(g) for _ in range(20)], repeats)
+    return {"render_clips_per_s": 10 / t_render, "batches_per_s": 20 / t_batch}
+
+
+def bench_clap_tower(profile_name: str, repeats: int) -> dict[str, float]:
+    from .clap.proxy import ProxyClap
+    from .profiles import get_profile
+
+    p = get_profile(profile_name)
+    clap = ProxyClap(p.sample_rate, p.n_mels, p.clap_channels)
+    wav = torch.randn(p.clap_batch_size, p.clip_samples)
+    with torch.no_grad():
+        t_fwd = _median_time(lambda: clap.audio(wav), repeats)
+
+    def step() -> None:
+        clap.audio(wav).sum().backward()
+
+    t_fb = _median_time(step, repeats)
+    return {"clap_fwd_clips_per_s": len(wav) / t_fwd, "clap_fwd_bwd_clips_per_s": len(wav) / t_fb}
+
+
+def bench_regime(profile_name: str, regime: str, n_sources: int, steps: int) -> dict[str, float]:
+    """Median s/step of ``steps`` training steps (after 2 warm-up steps) and peak RSS, in this process."""
+    from .clap.proxy import ProxyClap
+    from .model import Separator
+    from .study import Study
+    from .train import BatchSource, RunConfig, compute_losses, separator_config
+
+    study = Study(profile_name, progress=False)
+    p = study.profile
+    clips = study.clips("train")
+    # Speed does not depend on what the CLAP learned: an untrained tower of the same size costs the same.
+    clap = ProxyClap(p.sample_rate, p.n_mels, p.clap_channels).freeze()
+    cfg = RunConfig(regime=regime, n_sources=n_sources, profile=p.to_dict(), steps=steps,
+                    label_fraction=p.label_fraction if regime == "semi" else 1.0)
+    model = Separator(separator_config(p, clap))
+    opt = torch.optim.Adam(model.parameters(), lr=p.lr)
+    source = BatchSource(clips, cfg, p, p.batch_size, 0)
+    times = []
+    for s in range(steps + 2):
+        t = time.perf_counter()
+        batch, labelled = source.batch(s)
+        terms = compute_losses(model, clap, batch, cfg, p.sample_rate, labelled)
+        opt.zero_grad()
+        terms["loss_total"].backward()
+        opt.step()
+        if s >= 2:
+            times.append(time.perf_counter() - t)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"s_per_step": statistics.median(times), "peak_rss_gb": peak_gb}
+
+
+def bench_separation(profile_name: str, repeats: int) -> dict[str, float]:
+    from .clap.proxy import ProxyClap
+    from .model import Separator
+    from .profiles import get_profile
+    from .separate import separate_waveform
+    from .train import separator_config
+
+    p = get_profile(profile_name)
+    clap = ProxyClap(p.sample_rate, p.n_mels, p.clap_channels).freeze()
+    model = Separator(separator_config(p, clap)).eval()
+    seconds = 60.0
+    wav = torch.randn(1, int(seconds * 44100)) * 0.1
+    t = _median_time(lambda: separate_waveform(model, clap, wav, 44100, ["violin"], p.sample_rate, progress=False),
+                     repeats)
+    return {"separation_seconds_per_second": seconds / t}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m weaksep.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=10, help="timed training steps per regime")
+    ap.add_argument("--regime-only", nargs=2, metavar=("REGIME", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.regime_only:  # child process: one regime, JSON on stdout
+        print(json.dumps(bench_regime(args.profile, args.regime_only[0], int(args.regime_only[1]), args.steps)))
+        return 0
+
+    print(f"weaksep bench, profile {args.profile}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"medians of {args.repeats} repeats")
+    for name, value in {**bench_data(args.profile, args.repeats), **bench_clap_tower(args.profile, args.repeats)}.items():
+        print(f"  {name:32s} {value:10.1f}")
+    card = Path("results/clap_card.json")
+    if card.exists() and args.profile == "quick":
+        c = json.loads(card.read_text())
+        print(f"  {'clap_pretraining_wall_s (card)':32s} {c.get('wall_time_s', float('nan')):10.1f}   ({c.get('steps')} steps)")
+    rows = {}
+    for regime, n in [("unsup", 2), ("weak", 2), ("sup", 2), ("semi", 2), ("unsup", 3), ("weak", 3), ("unsup", 4), ("weak", 4)]:
+        out = subprocess.run([sys.executable, "-m", "weaksep.bench", "--profile", args.profile, "--steps", str(args.steps),
+                              "--regime-only", regime, str(n)], capture_output=True, text=True, check=True)
+        rows[(regime, n)] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = rows[(regime, n)]
+        print(f"  train {regime:5s} N={n}: {1 / r['s_per_step']:6.2f} steps/s ({r['s_per_step']:.3f} s/step), "
+              f"peak RSS {r['peak_rss_gb']:.2f} GB")
+    for n in (2, 3, 4):
+        ratio = rows[("weak", n)]["s_per_step"] / rows[("unsup", n)]["s_per_step"]
+        print(f"  weak/unsup step cost, N={n}: {ratio:.2f}x")
+    try:
+        sep = bench_separation(args.profile, max(1, args.repeats // 2))
+        print(f"  separation, 60 s input, one prompt: {sep['separation_seconds_per_second']:.1f} s of audio per s")
+    except ImportError as e:
+        print(f"  separation: not measured ({e})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
