@@ -92,6 +92,9 @@ def _bad_inputs(tmp_path, checkpoint, stereo_flac):
     (tmp_path / "notackpt.pt").write_bytes(b"\x00garbage" * 10)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     _write_other_size_checkpoint(checkpoint, tmp_path / "other_size.pt")
+    state = read_checkpoint(checkpoint)
+    lost_clap = {**state["run_config"], "clap": {**state["run_config"]["clap"], "checkpoint": "/gone/clap.pt"}}
+    save_checkpoint(tmp_path / "lost_clap.pt", load_separator(checkpoint)[0], lost_clap, 5)
     missing = tmp_path / "missing.flac"
     return [
         ("missing audio", [str(missing), *good], str(missing)),
@@ -106,12 +109,16 @@ def _bad_inputs(tmp_path, checkpoint, stereo_flac):
          "not a weaksep separator checkpoint"),
         ("other model size", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "other_size.pt")],
          "dimension 128"),
+        ("CLAP not found", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "lost_clap.pt")], "/gone/clap.pt"),
         ("not the expected profile", [str(stereo_flac), *good, "--expect-profile", "quick"], "not a quick-profile model"),
         ("bad overlap", [str(stereo_flac), *good, "--overlap", "0.9"], "--overlap"),
     ]
 
 
-def test_bad_input_gives_one_line_exit_2_and_writes_nothing(checkpoint, stereo_flac, tmp_path, capsys):
+def test_bad_input_gives_one_line_exit_2_and_writes_nothing(checkpoint, stereo_flac, tmp_path, capsys, monkeypatch):
+    import weaksep.study
+
+    monkeypatch.setattr(weaksep.study, "REPO_ROOT", tmp_path)  # no results/models/clap_proxy.pt to fall back on
     for name, argv, named in _bad_inputs(tmp_path, checkpoint, stereo_flac):
         out = tmp_path / f"out_{name.replace(' ', '_')}"
         status = cli.main(["separate", *argv, "-o", str(out), "--no-progress"])
@@ -175,6 +182,10 @@ def test_train_and_evaluate_front_ends(smoke_study, checkpoint, tmp_path, capsys
                        "--steps", "2", "--no-progress"])
     assert status == 0 and read_checkpoint(run / "model.pt")["step"] == 2
     assert f"model: {run / 'model.pt'}" in capsys.readouterr().out
+    again = ["train", "--regime", "weak", "--profile", "smoke", "--out", str(run), "--data-root", str(smoke_study.cache),
+             "--clap-checkpoint", str(smoke_study.clap_checkpoint), "--steps", "2"]
+    assert cli.main(again) == 2  # the folder holds another config's finished run
+    assert "another config" in capsys.readouterr().err
 
     csv = tmp_path / "rows.csv"
     status = cli.main(["evaluate", "--checkpoint", str(checkpoint), "--sources", "2",

@@ -194,3 +194,12 @@ def test_outputs_are_written_all_or_none(tmp_path, monkeypatch):
     monkeypatch.undo()
     paths = write_outputs(est, 8000, [out / "a.wav", out / "b.wav"])
     assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav"] == [p.name for p in paths]
+
+
+def test_positional_call_with_the_default_window():
+    """``make bench`` calls separate_waveform(model, clap, wav, rate, prompts, model_rate, progress)."""
+    model, clap = _separator(identity=True), StubClap()
+    x = _stationary(44100, 44100)
+    y = separate_waveform(model, clap, x, 44100, ["violin"], MODEL_RATE, False)
+    assert y.shape == (1, 1, 44100)
+    assert (y[0, :, 1000:-1000] - x[:, 1000:-1000]).abs().max() < 1e-2

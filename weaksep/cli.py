@@ -59,8 +59,10 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--expect-profile", default=None, choices=["smoke", "quick", "paper"],
                    help="refuse a checkpoint whose model size is not that of this profile")
     p.add_argument("--overlap", type=float, default=0.5,
-                   help="share of each window that overlaps the next, 0..0.5 (default 0.5: a Hann crossfade at 50 %%)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows separated at once: more is faster and needs more memory (default 8)")
+                   help="share of each window that overlaps the next, 0..0.5 "
+                        "(default 0.5: a Hann crossfade at 50 %%)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="windows separated at once: more is faster and needs more memory (default 8)")
     p.add_argument("--no-template", action="store_true",
                    help="use each prompt as it is instead of 'The sound of <prompt>' (the training template)")
     p.add_argument("--no-normalize", action="store_true",
@@ -119,7 +121,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     for action in p._actions:  # every option says what it does, defaults included
         if action.help is None and action.dest == "seed":
             action.help = "random seed of the initialisation and of the batches"
-    p.set_defaults(run=None)
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train import main as train_main
+
+    argv = args.argv[args.argv.index("train") + 1:]  # the same options, parsed again by weaksep.train
+    try:
+        return train_main(argv)
+    except (ValueError, FileNotFoundError) as e:  # e.g. --out holding another config's run
+        raise CliError(str(e)) from e
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -207,10 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error (argparse prints it; status 2)
         return int(e.code or 0) if not isinstance(e.code, str) else 2
-    if args.command == "train":
-        from .train import main as train_main
-
-        return train_main(argv[argv.index("train") + 1:])
+    args.argv = argv
     try:
         with warnings.catch_warnings():  # our warnings (e.g. another CLAP file) in one line too
             warnings.showwarning = lambda msg, *a, **k: print(f"{PROG}: warning: {_one_line(str(msg))}",

@@ -42,6 +42,7 @@ from .model import Separator
 # inputs are scaled to this RMS before separation and back afterwards, so a
 # quiet recording meets the model at the level it was trained on.
 REFERENCE_RMS = TARGET_RMS * math.sqrt(2)
+DEFAULT_WINDOW_SECONDS = 2.048  # the quick profile's clip (16384 samples at 8 kHz)
 PROGRESS_MIN_WINDOWS = 5  # a progress bar for inputs of at least this many windows
 FALLBACK_CLAP = Path("results") / "models" / "clap_proxy.pt"  # relative to the repository
 
@@ -110,7 +111,7 @@ def overlap_add(signal: Tensor, process: Callable[[Tensor], Tensor], window: int
     frames = padded.unfold(-1, window, hop).reshape(-1, window)  # (B * n_win, window), batch-major
     n_win = frames.shape[0] // b
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a text bar: the command line is its main user
 
     outs = []
     with tqdm(total=frames.shape[0], desc=desc, unit="window",
@@ -124,7 +125,7 @@ def overlap_add(signal: Tensor, process: Callable[[Tensor], Tensor], window: int
             outs.append(y.to(signal.device, torch.float32))
             bar.update(chunk.shape[0])
     est = torch.cat(outs).reshape(b, n_win, -1, window)  # (B, n_win, P, window)
-    weights = crossfade_window(window, ramp).to(signal.device) if n_win > 1 else torch.ones(window, device=signal.device)
+    weights = crossfade_window(window, ramp).to(signal.device)  # all ones for a single window (ramp 0)
     out = torch.zeros(b, est.shape[2], total, device=signal.device)
     for k in range(n_win):
         out[..., k * hop:k * hop + window] += est[:, k] * weights
@@ -159,16 +160,18 @@ def _check_prompts(prompts: Sequence[str]) -> list[str]:
 
 @torch.no_grad()
 def separate_waveform(model: Separator, clap: ClapBackend, wav: Tensor, sample_rate: int, prompts: Sequence[str],
-                      *, model_rate: int, window: int, overlap: float = 0.5, batch_size: int = 8,
-                      template: bool = True, normalize: bool = True, progress: bool = False) -> Tensor:
+                      model_rate: int, progress: bool = False, *, window: int | None = None, overlap: float = 0.5,
+                      batch_size: int = 8, template: bool = True, normalize: bool = True) -> Tensor:
     """Estimates (P, C, T) of every prompt's sound in ``wav`` (C, T) or (T,) at ``sample_rate`` Hz.
 
     Args:
         model, clap: the separator and the CLAP it was trained with.
         prompts: P texts; with ``template`` each is put into the CLAP's prompt
             template ("The sound of {entity}"), as in training.
-        model_rate, window: the separator's sample rate and its training clip
-            length in samples (the profile's ``sample_rate`` and ``clip_samples``).
+        model_rate: the separator's sample rate (the profile's ``sample_rate``).
+        window: samples per window at ``model_rate``: pass the separator's
+            training clip length (the profile's ``clip_samples``, as
+            :class:`LoadedSeparator` does); default ``DEFAULT_WINDOW_SECONDS``.
         overlap, batch_size, progress: see :func:`overlap_add`.
         normalize: scale the input to the level of the training mixtures
             (``REFERENCE_RMS``) before separating, and the estimates back after.
@@ -181,6 +184,8 @@ def separate_waveform(model: Separator, clap: ClapBackend, wav: Tensor, sample_r
         wav = wav.unsqueeze(0)
     if wav.dim() != 2 or wav.shape[-1] == 0:
         raise ValueError(f"expected a (channels, samples) waveform with samples, got shape {tuple(wav.shape)}")
+    if window is None:
+        window = round(DEFAULT_WINDOW_SECONDS * model_rate)
     model.eval()
     wav = wav.float()
     length = wav.shape[-1]
@@ -259,13 +264,17 @@ def load_for_inference(checkpoint: str | Path, clap_checkpoint: str | Path | Non
     backend = info.get("backend", "proxy")
     if repo_root is None:
         from .study import REPO_ROOT as repo_root
-    candidates = [Path(clap_checkpoint)] if clap_checkpoint else \
-        [Path(p) for p in (info.get("checkpoint"),) if p] + ([Path(repo_root) / FALLBACK_CLAP] if backend == "proxy" else [])
+    if clap_checkpoint:
+        candidates = [Path(clap_checkpoint)]
+    else:
+        candidates = [Path(info["checkpoint"])] if info.get("checkpoint") else []
+        if backend == "proxy":
+            candidates.append(Path(repo_root) / FALLBACK_CLAP)
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
-        tried = " nor ".join(str(c) for c in candidates) or "(none recorded)"
-        raise FileNotFoundError(f"the {backend} CLAP of checkpoint {path} is not found: neither {tried} exists; "
-                                f"pass its file with --clap-checkpoint")
+        tried = ", ".join(str(c) for c in candidates) or "no path recorded"
+        raise FileNotFoundError(f"the {backend} CLAP of checkpoint {path} is not found ({tried}: no such file); "
+                                f"pass the CLAP file it was trained with (--clap-checkpoint)")
     kwargs = {"tokenizer_dir": tokenizer_dir} if backend == "laion" and tokenizer_dir else {}
     clap = load_clap(backend, found, **kwargs)
     if clap.embed_dim != model.cfg.text_dim:
