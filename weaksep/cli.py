@@ -84,7 +84,7 @@ def _default_checkpoint() -> Path:
 
 
 def _run_separate(args: argparse.Namespace) -> int:
-    from .separate import AudioInputError, load_for_inference, output_paths, read_audio, write_outputs
+    from .separate import load_for_inference, output_paths, read_audio, write_outputs
 
     if not 0 <= args.overlap <= 0.5:
         raise CliError(f"--overlap must be within 0..0.5, got {args.overlap}")
@@ -95,7 +95,7 @@ def _run_separate(args: argparse.Namespace) -> int:
         wav, rate = read_audio(args.audio)
         ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint()
         sep = load_for_inference(ckpt, args.clap_checkpoint, args.tokenizer_dir, args.expect_profile)
-    except (ValueError, FileNotFoundError, AudioInputError) as e:
+    except (ValueError, FileNotFoundError) as e:  # bad audio raises ManifestError, a ValueError
         raise CliError(str(e)) from e
     est = sep.separate(wav, rate, args.prompt, overlap=args.overlap, batch_size=args.batch_size,
                        template=not args.no_template, normalize=not args.no_normalize,

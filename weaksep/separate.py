@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
@@ -35,6 +34,7 @@ from torch import Tensor
 
 from .checkpoint import load_separator
 from .clap import ClapBackend, load_clap
+from .data.manifest import read_audio  # noqa: F401 - part of this module's interface (cli, notebooks)
 from .data.render import TARGET_RMS
 from .model import Separator
 
@@ -45,10 +45,6 @@ REFERENCE_RMS = TARGET_RMS * math.sqrt(2)
 DEFAULT_WINDOW_SECONDS = 2.048  # the quick profile's clip (16384 samples at 8 kHz)
 PROGRESS_MIN_WINDOWS = 5  # a progress bar for inputs of at least this many windows
 FALLBACK_CLAP = Path("results") / "models" / "clap_proxy.pt"  # relative to the repository
-
-
-class AudioInputError(ValueError):
-    """An input audio file that cannot be separated; the message names the file and the problem."""
 
 
 # --------------------------------------------------------------------------- stitching
@@ -291,22 +287,6 @@ def load_for_inference(checkpoint: str | Path, clap_checkpoint: str | Path | Non
                              f"differ in {diff}")
     return LoadedSeparator(model, clap, int(profile["sample_rate"]), int(profile["clip_samples"]), run_config,
                            path, found)
-
-
-def read_audio(path: str | Path) -> tuple[Tensor, int]:
-    """A sound file as (channels, samples) float32 and its rate; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"audio file {path} does not exist")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (frames, channels)
-    except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError ...
-        raise AudioInputError(f"audio file {path} is not readable by soundfile ({type(e).__name__}: {e})") from e
-    if data.shape[0] == 0:
-        raise AudioInputError(f"audio file {path} has zero length (no samples)")
-    if not np.isfinite(data).all():
-        raise AudioInputError(f"audio file {path} contains NaN or infinite samples")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
 
 
 def prompt_filename(prompt: str) -> str:

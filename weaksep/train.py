@@ -383,7 +383,7 @@ def _check_replicas_agree(model: Separator) -> None:
 def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(prog="python -m weaksep.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--regime", choices=REGIMES, required=True, help="training regime (see PAPER.md)")
-    p.add_argument("--sources", type=int, default=2, help="sources per training mixture, N (1-4)")
+    p.add_argument("--sources", type=int, default=2, help="sources per training mixture, N (1-4; default 2)")
     p.add_argument("--profile", default=None, help="smoke | quick | paper (default: $WEAKSEP_PROFILE or quick)")
     p.add_argument("--out", required=True, help="run folder: config, log.csv, checkpoints; resumed when present")
     p.add_argument("--data-root", default=None, help="where corpora are rendered/cached (default: $WEAKSEP_CACHE or ./.cache)")
@@ -391,8 +391,8 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     p.add_argument("--clap-checkpoint", default=None, help="CLAP checkpoint; the default CLAP is pretrained when absent")
     p.add_argument("--tokenizer-dir", default=None, help="laion only: folder with roberta-base vocab.json and merges.txt")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--label-fraction", type=float, default=None, help="labelled share of clips (sup, semi)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and labelled subset (default 0)")
+    p.add_argument("--label-fraction", type=float, default=None, help="labelled share of training clips (sup default 1, semi default the profile's)")
     p.add_argument("--contrastive-weight", type=float, default=None, help="weight of the contrastive term (paper 0.5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

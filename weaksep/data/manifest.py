@@ -56,11 +56,11 @@ class ManifestClips(ClipSet):
         return self.labels if self.kind == "caption" else None
 
 
-def load_audio(path: str | Path, sample_rate: int, clip_samples: int) -> torch.Tensor:
-    """One file as a ``(clip_samples,)`` float32 mono clip at ``sample_rate``.
+def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
+    """A sound file as (channels, samples) float32 and its rate in Hz.
 
-    Raises ``FileNotFoundError`` (missing), ``ManifestError`` (unreadable,
-    zero-length or silent), each naming the file.
+    Raises ``FileNotFoundError`` (missing) or ``ManifestError`` (unreadable,
+    zero-length, non-finite samples), each naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -71,9 +71,19 @@ def load_audio(path: str | Path, sample_rate: int, clip_samples: int) -> torch.T
         raise ManifestError(f"audio file {path} is not readable by soundfile ({type(e).__name__}: {e})") from e
     if data.shape[0] == 0:
         raise ManifestError(f"audio file {path} has zero length (no samples)")
-    mono = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
-    if not torch.isfinite(mono).all():
+    if not np.isfinite(data).all():
         raise ManifestError(f"audio file {path} contains NaN or infinite samples")
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
+
+
+def load_audio(path: str | Path, sample_rate: int, clip_samples: int) -> torch.Tensor:
+    """One file as a ``(clip_samples,)`` float32 mono clip at ``sample_rate``.
+
+    Raises ``FileNotFoundError`` (missing), ``ManifestError`` (unreadable,
+    zero-length or silent), each naming the file.
+    """
+    audio, rate = read_audio(path)
+    mono = audio.mean(dim=0)
     if float(mono.abs().max()) <= SILENCE_PEAK:
         raise ManifestError(f"audio file {path} is silent (peak {float(mono.abs().max()):.1e} <= {SILENCE_PEAK:.0e})")
     if rate != sample_rate:
