@@ -65,10 +65,11 @@ def listen(study: Study, paths: dict[str, Path], n_sources: int, items: Sequence
     models = {label: load_separator(p)[0] for label, p in paths.items()}
     figs = []
     try:
-        from IPython.display import Audio, Markdown, display
+        from IPython.display import Markdown, display
+
+        from .listening import compact_image, players
     except ImportError:  # outside a notebook: figures only
         display = None
-    n_keep = int(max_seconds * sr)
     for k in items:
         labels = testset.labels[k]
         mix = testset.mixtures[k : k + 1]
@@ -80,21 +81,12 @@ def listen(study: Study, paths: dict[str, Path], n_sources: int, items: Sequence
                 estimates[f"{label}: {entity}"] = est[j]
         for j, entity in enumerate(labels):
             refs[entity] = testset.sources[k, j]
-        # Order estimates model by model, entities in reference order (the figure's layout).
+        # Estimates model by model, entities in reference order (the figure's layout).
         out = study.results / "figures" / f"{name}_item{k}.png"
         figs.append(plot_spectrograms(mix[0], estimates, refs, sr, study.profile.n_fft, study.profile.hop, out))
         if display is not None:
-            from IPython.display import Image
-
-            display(Markdown(f"**Test mixture {k}**: {' + '.join(labels)}"))
-            display(Image(filename=str(out)))
-            display(Markdown("mixture"), Audio(mix[0, :n_keep].numpy(), rate=sr))
-            for key, wav in estimates.items():
-                display(Markdown(key), Audio(_safe(wav[:n_keep]), rate=sr))
+            # MP3 players and a 64-colour copy of the figure keep the executed notebook small.
+            display(Markdown(f"**Test mixture {k}**: {' + '.join(labels)}"), compact_image(out))
+            display(players({"mixture": mix[0], **{f"true {e}": v for e, v in refs.items()}}, sr, max_seconds))
+            display(players(estimates, sr, max_seconds))
     return figs
-
-
-def _safe(wav: torch.Tensor) -> Any:
-    """An Audio-player-safe array: IPython normalises, but an all-zero estimate must not crash it."""
-    x = wav.numpy()
-    return x if abs(x).max() > 0 else x + 1e-9
