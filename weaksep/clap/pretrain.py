@@ -134,7 +134,7 @@ def pretrain_proxy_clap(
         steps=steps, batch_size=profile.clap_batch_size, seed=seed, wall_time_s=round(wall, 1),
         logit_scale=float(clap.logit_scale), profile=profile.name, loss_log=log,
     )
-    clap.save(out_path, **{k: v for k, v in card.items() if k != "loss_log"})
+    clap.save(out_path, **card)  # the card travels with the weights (00_pretrain_clap redraws its curve)
     return clap, card
 
 
