@@ -75,7 +75,7 @@ def test_average_precision_by_hand():
 def test_pretrained_smoke_clap_beats_chance_and_reloads(smoke_study, tmp_path):
     card = smoke_study.clap_card()
     assert 0 <= card["zero_shot_accuracy"] <= 1 and 0 <= card["mixture_map"] <= 1
-    assert card["zero_shot_accuracy"] > 1 / 11  # better than guessing among 11 instruments
+    assert card["zero_shot_accuracy"] > 2 / 11  # twice chance among 11 instruments (0.48 measured)
     again = load_clap("proxy", smoke_study.clap_checkpoint)
     wav = smoke_study.clips("test").audio[:3]
     assert torch.allclose(again.embed_audio(wav, 8000), smoke_study.clap().embed_audio(wav, 8000), atol=1e-6)
