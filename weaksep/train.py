@@ -190,8 +190,7 @@ def compute_losses(model: Separator, clap: ClapBackend, batch: MixBatch, cfg: Ru
                 wav = core.estimates(wm.reshape(wm.shape[0], 2 * n, *wm.shape[3:]), spec[weak_rows],
                                       batch.mixture.shape[-1])
                 audio_emb = clap.embed_audio(wav.reshape(-1, wav.shape[-1]).float(), sample_rate)
-                ents = [e for i in torch.nonzero(weak_rows).flatten().tolist() for sub in batch.entities[i] for e in sub]
-                ent_emb = clap.embed_text(ents).to(device)
+                ent_emb = text[weak_rows, o:]  # the entity queries' embeddings, already looked up above
                 terms["loss_contrastive"] = bimodal_contrastive_loss(
                     audio_emb.reshape(-1, n, audio_emb.shape[-1]), ent_emb.reshape(-1, n, ent_emb.shape[-1]),
                     clap.logit_scale.to(device))
