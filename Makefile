@@ -10,7 +10,7 @@ DATA ?=
 CLAP_CKPT ?=
 NB_PARAMS := -p profile $(PROFILE) $(if $(DATA),-p data_root $(DATA)) $(if $(CLAP_CKPT),-p clap_checkpoint $(CLAP_CKPT))
 RESULTS := results$(if $(filter-out quick,$(PROFILE)),/$(PROFILE))
-STUDY_NOTEBOOKS := 00_pretrain_clap 01_two_source 02_three_source 03_four_source 04_semi_supervised 05_summary 06_try_it
+STUDY_NOTEBOOKS := 00_pretrain_clap 01_two_source 02_three_source 03_four_source 04_semi_supervised 07_ablations 05_summary 06_try_it
 SOURCES := $(wildcard weaksep/*.py weaksep/*/*.py)
 
 .PHONY: setup test test-unit test-notebooks reproduce figures bench clean
@@ -44,7 +44,9 @@ $(STAMPS)/%.done: notebooks/%.ipynb $(SOURCES) | setup
 
 # Later notebooks read the earlier ones' results.
 $(foreach nb,01_two_source 02_three_source 03_four_source 04_semi_supervised,$(STAMPS)/$(nb).done): $(STAMPS)/00_pretrain_clap.done
-$(STAMPS)/05_summary.done: $(foreach nb,01_two_source 02_three_source 03_four_source 04_semi_supervised,$(STAMPS)/$(nb).done)
+# The ablations reuse the runs of 01-04 (cached by config hash) and the summary links their tables.
+$(STAMPS)/07_ablations.done: $(foreach nb,01_two_source 02_three_source 04_semi_supervised,$(STAMPS)/$(nb).done)
+$(STAMPS)/05_summary.done: $(foreach nb,01_two_source 02_three_source 03_four_source 04_semi_supervised 07_ablations,$(STAMPS)/$(nb).done)
 $(STAMPS)/06_try_it.done: $(STAMPS)/01_two_source.done
 
 figures: setup

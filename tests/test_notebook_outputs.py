@@ -47,3 +47,27 @@ def test_clap_card_and_summary():
     assert 0 <= card["zero_shot_accuracy"] <= 1 and 0 <= card["mixture_map"] <= 1
     summary = pd.read_csv(RESULTS / "summary.csv")
     assert len(summary) == 6 and summary["paper"].notna().all()
+
+
+ABLATIONS = {  # section -> settings every smoke run of 07_ablations must have written
+    "loss": {"unsup", "unsup + consistency", "unsup + contrastive", "unsup + both (weak)", "sup", "clean"},
+    "weight": {"unsup", "w=0", "w=0.125", "w=0.5", "w=2", "clean"},
+    "clap": {"unsup", "weak · CLAP 120 steps", "weak · CLAP 12 steps", "weak · CLAP untrained",
+             "clean · CLAP 120 steps", "clean · CLAP untrained"},
+    "text": {"sentence", "entity mean"},
+    "fraction": {"unsup", "sup@100%"},
+    "length": {"unsup @20", "unsup @40", "weak @20", "weak @40"},
+}
+
+
+@pytest.mark.parametrize("section", sorted(ABLATIONS))
+def test_ablation_table_written(section):
+    from weaksep.ablations import ABLATION_COLUMNS, load_ablation
+
+    df = load_ablation(RESULTS / f"07_ablations_{section}.csv")
+    assert list(df.columns) == list(ABLATION_COLUMNS)
+    assert ABLATIONS[section] <= set(df["setting"]) and set(df["profile"]) == {"smoke"}
+    paired = df[(df["metric"] == "sdr") & (df["paired_vs"] != "")]
+    assert len(paired) and paired["paired_n"].gt(0).all() and paired["paired_ci95"].ge(0).all()
+    assert (RESULTS / "figures" / f"07_ablations_{section}.png").stat().st_size > 1000
+    assert (RESULTS / "configs" / f"07_ablations_{section}.json").exists()

@@ -2,8 +2,11 @@
 
 Every source of every mixture is queried with its own entity; each query is
 one row (run, item, entity, SDR/SIR/SAR of bss_eval_sources as mir_eval
-defines them, SDRi, SI-SDR and the CLAP similarity of the estimate to its
-prompt). The unprocessed mixture is scored too, as run ``mixture``.
+defines them, SDRi, SI-SDR, the CLAP similarity of the estimate to its
+prompt and whether the CLAP classifies the estimate as its entity). The
+unprocessed mixture is scored too, as run ``mixture``, and so are the clean
+sources, as run ``clean``, for their CLAP columns only (their bss_eval is
+perfect by definition and left empty).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import torch
 
 from .clap import ClapBackend
 from .data import Mixture
-from .metrics import clap_similarity, evaluate_regimes
+from .metrics import clap_scores, evaluate_regimes
 from .model import Separator
 
 
@@ -39,22 +42,30 @@ def separate_testset(model: Separator, clap: ClapBackend, testset: Mixture, batc
 
 
 def evaluate_separators(models: Mapping[str, Separator], clap: ClapBackend, testset: Mixture, sample_rate: int,
-                        batch_size: int = 16) -> pd.DataFrame:
+                        batch_size: int = 16, with_clean: bool = False) -> pd.DataFrame:
     """One row per run and query; runs are the keys of ``models`` plus ``"mixture"``.
 
-    Columns: run, item, query, entity, sdr, sir, sar, sdri, si_sdr (dB) and
-    clap_sim (cosine). bss_eval's cost is mostly per reference set, so all runs
-    of one mixture are scored together.
+    Columns: run, item, query, entity, sdr, sir, sar, sdri, si_sdr (dB),
+    clap_sim (cosine) and clap_top1 (1.0 when the CLAP's best class among the
+    test set's entities is the query's). bss_eval's cost is mostly per
+    reference set, so all runs of one mixture are scored together. With
+    ``with_clean``, the clean sources add rows of run ``clean`` (CLAP columns only).
     """
     estimates = {name: separate_testset(m, clap, testset, batch_size) for name, m in models.items()}
+    classes = sorted({e for labels in testset.labels for e in labels})
     rows = []
     for k, labels in enumerate(testset.labels):
         per_run = {name: est[k] for name, est in estimates.items()}
         scored = evaluate_regimes(testset.sources[k], per_run, testset.mixtures[k], entities=labels)
-        sims = {name: clap_similarity(clap, est, labels, sample_rate) for name, est in per_run.items()}
-        sims["mixture"] = clap_similarity(clap, testset.mixtures[k : k + 1].expand(len(labels), -1), labels, sample_rate)
+        per_run["mixture"] = testset.mixtures[k : k + 1].expand(len(labels), -1)
+        if with_clean:
+            per_run["clean"] = testset.sources[k]
+        scores = {name: clap_scores(clap, est, labels, classes, sample_rate) for name, est in per_run.items()}
+        if with_clean:
+            scored += [{"regime": "clean", "query": q, "entity": e} for q, e in enumerate(labels)]
         for r in scored:
             r["run"] = r.pop("regime")
-            r.update(item=k, clap_sim=float(sims[r["run"]][r["query"]]))
+            sim, top1 = scores[r["run"]]
+            r.update(item=k, clap_sim=float(sim[r["query"]]), clap_top1=float(top1[r["query"]]))
             rows.append(r)
     return pd.DataFrame(rows)

@@ -355,13 +355,37 @@ def clap_similarity(
     Returns:
         (B,) float64 in [-1, 1].
     """
+    return clap_scores(backend, estimates, entities, list(entities), sample_rate)[0]
+
+
+@torch.no_grad()
+def clap_scores(
+    backend: "ClapBackend", estimates: torch.Tensor, entities: Sequence[str], classes: Sequence[str], sample_rate: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """CLAP similarity to the prompt and whether the CLAP names the prompt's entity.
+
+    Args:
+        estimates: (B, T) waveforms at ``sample_rate`` Hz.
+        entities: B entity names, each one of ``classes``.
+        classes: the entity vocabulary for zero-shot classification.
+    Returns:
+        (B,) cosine similarities and (B,) booleans: the estimate's most similar
+        class prompt is its own entity (the CLAP "recognises" it).
+    """
     if estimates.dim() != 2 or estimates.shape[0] != len(entities):
         raise ValueError(
             f"estimates must have shape (B, T) with B = {len(entities)} entities, got {tuple(estimates.shape)}"
         )
+    unknown = sorted(set(entities) - set(classes))
+    if unknown:
+        raise ValueError(f"entities {unknown} are not among the classes {list(classes)}")
     audio = backend.embed_audio(estimates.float().to(backend._device()), sample_rate)
-    text = backend.embed_text(list(entities))
-    return (audio * text).sum(dim=-1).double().cpu().numpy()
+    text = backend.embed_text(list(entities)).to(audio.device)
+    vocab = backend.embed_text(list(classes)).to(audio.device)
+    sim = (audio * text).sum(dim=-1).double().cpu().numpy()
+    top = (audio @ vocab.T).argmax(dim=-1).cpu().numpy()
+    correct = np.array([classes[i] == e for i, e in zip(top, entities)])
+    return sim, correct
 
 
 # --------------------------------------------------------------------------

@@ -35,6 +35,7 @@ METRIC_LABELS = {
     "sdri": "SDR improvement (dB)",
     "si_sdr": "SI-SDR (dB)",
     "clap_sim": "CLAP similarity",
+    "clap_top1": "share of queries the CLAP names correctly",
 }
 
 
@@ -115,6 +116,92 @@ def plot_sdr_by_regime(table_csvs: Any, out_png: str | Path, metric: str = "sdr"
         ax.set_title(f"{metric} by regime (mean ± 95 % CI over queries; profile {profiles})", fontsize=9)
         ax.legend(title="regime", fontsize=8, title_fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     return _save(fig, out_png)
+
+
+# --------------------------------------------------------------------------- ablations
+ABLATION_PLOTS = {  # section -> (kind, x label, log x)
+    "loss": ("bars", None, False),
+    "text": ("bars", None, False),
+    "weight": ("lines", "contrastive weight (reconstruction terms: 5)", False),
+    "clap": ("lines", "CLAP zero-shot accuracy on clean test clips", False),
+    "fraction": ("lines", "labelled fraction of the training clips", True),
+    "length": ("lines", "training step", False),
+}
+
+
+def _metric_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    df = table[(table["metric"] == metric) & np.isfinite(table["mean"].astype(float))].copy()
+    if df.empty:
+        raise ValueError(f"the ablation table holds no finite {metric!r} rows to plot")
+    return df
+
+
+def plot_ablation_bars(table: pd.DataFrame, out_png: str | Path, metric: str = "sdr") -> Path:
+    """Mean ``metric`` ± 95 % CI of every setting (bars), one panel per N."""
+    df = _metric_rows(table, metric)
+    ns = sorted(df["n_sources"].unique())
+    order = list(dict.fromkeys(df["setting"]))
+    colours = dict(zip(order, sns.color_palette("colorblind", len(order))))
+    with sns.axes_style("whitegrid"):
+        fig = Figure(figsize=(0.9 + 0.75 * len(order) * len(ns), 3.8))
+        axes = fig.subplots(1, len(ns), squeeze=False)[0]
+        for ax, n in zip(axes, ns):
+            sub = df[df["n_sources"] == n].set_index("setting").reindex([o for o in order if o in set(df.loc[df["n_sources"] == n, "setting"])])
+            ax.bar(range(len(sub)), sub["mean"], yerr=sub["ci95"], capsize=3, color=[colours[o] for o in sub.index])
+            ax.set_xticks(range(len(sub)), sub.index, rotation=35, ha="right", fontsize=8)
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_title(f"N = {n}", fontsize=9)
+        axes[0].set_ylabel(f"mean {METRIC_LABELS.get(metric, metric)}")
+        fig.suptitle(f"{table['table'].iloc[0]}: {metric}, mean ± 95 % CI over queries (profile "
+                     f"{', '.join(sorted(set(df['profile'].astype(str))))})", fontsize=9)
+    return _save(fig, out_png)
+
+
+def plot_ablation_lines(table: pd.DataFrame, out_png: str | Path, x_label: str, log_x: bool = False,
+                        metric: str = "sdr") -> Path:
+    """Mean ``metric`` ± 95 % CI against each setting's ``value``, one line per regime and N.
+
+    Settings without a value (a baseline such as ``unsup``) are drawn as dashed
+    horizontal lines.
+    """
+    df = _metric_rows(table, metric)
+    df = df[df["regime"] != "mixture"]
+    with sns.axes_style("whitegrid"):
+        fig = Figure(figsize=(6.4, 3.8))
+        ax = fig.add_subplot()
+        palette = iter(sns.color_palette("colorblind", 10))
+        for (n, regime), sub in df[df["value"].notna()].groupby(["n_sources", "regime"]):
+            sub = sub.sort_values("value")
+            ax.errorbar(sub["value"], sub["mean"], yerr=sub["ci95"], marker="o", capsize=3,
+                        label=f"{regime}, N = {n}", color=next(palette))
+        for _, row in df[df["value"].isna()].iterrows():
+            c = next(palette)
+            ax.axhline(row["mean"], linestyle="--", color=c, label=f"{row['setting']}, N = {row['n_sources']}")
+            ax.axhspan(row["mean"] - row["ci95"], row["mean"] + row["ci95"], color=c, alpha=0.12)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(f"mean {METRIC_LABELS.get(metric, metric)}")
+        ax.set_title(f"{table['table'].iloc[0]}: mean ± 95 % CI over queries", fontsize=9)
+        ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return _save(fig, out_png)
+
+
+def plot_ablation(table: pd.DataFrame | str | Path, figures_dir: str | Path) -> list[Path]:
+    """The figure(s) of one ablation table: ``figures/07_ablations_<section>.png`` and, where the
+    table has CLAP recognition rates, ``figures/07_ablations_<section>_clap_top1.png``."""
+    from weaksep.ablations import load_ablation
+
+    df = table if isinstance(table, pd.DataFrame) else load_ablation(table)
+    section = str(df["section"].iloc[0])
+    kind, x_label, log_x = ABLATION_PLOTS.get(section, ("bars", None, False))
+    figures_dir = Path(figures_dir)
+    name = f"07_ablations_{section}"
+    out = [plot_ablation_bars(df, figures_dir / f"{name}.png") if kind == "bars"
+           else plot_ablation_lines(df, figures_dir / f"{name}.png", x_label or "value", log_x)]
+    if (df["metric"] == "clap_top1").any():
+        out.append(plot_ablation_bars(df, figures_dir / f"{name}_clap_top1.png", metric="clap_top1"))
+    return out
 
 
 def _read_log(name: str, path: str | Path) -> pd.DataFrame:
@@ -281,8 +368,11 @@ def redraw_all(results_dir: str | Path) -> dict[str, Any]:
         except ValueError as e:  # a log without loss columns must not stop the summary
             warnings.warn(f"training curves not drawn: {e}", stacklevel=2)
 
+    for csv in sorted(results_dir.glob("07_ablations_*.csv")):
+        written += plot_ablation(csv, figures_dir)
+
     claims = compare_to_paper(tables)
-    summary_md = atomic_write_text(results_dir / "summary.md", summary_markdown(tables))
+    summary_md = atomic_write_text(results_dir / "summary.md", summary_markdown(results_dir))
     summary_csv = atomic_write_text(results_dir / "summary.csv", claims.to_csv(index=False))
     return {"figures": written, "summary_md": summary_md, "summary_csv": summary_csv, "claims": claims}
 

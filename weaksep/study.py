@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from .checkpoint import load_separator
+from .checkpoint import load_separator, read_checkpoint
 from .clap import ClapBackend, load_clap
 from .data import ClipSet, Mixture, build_mixtures, load_clips, load_manifest, load_or_build_testset
 from .evaluate import evaluate_separators
@@ -29,7 +29,7 @@ from .io import atomic_torch_save, atomic_write_text, safe_torch_load
 from .metrics import save_table, summarise_table
 from .model import Separator
 from .profiles import Profile, get_profile
-from .train import RunConfig, train
+from .train import RunConfig, continue_from, same_run, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,6 +55,11 @@ def _file_sha(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def clap_card_of(path: str | Path) -> dict[str, Any]:
+    """The model card saved inside a default-CLAP checkpoint (pretraining record and quality)."""
+    return dict(safe_torch_load(path, "CLAP checkpoint").get("card") or {})
 
 
 class Study:
@@ -146,6 +151,21 @@ class Study:
         self._clap, self.clap_checkpoint = clap, path
         return card
 
+    def clap_variant(self, steps: int, seed: int = 0) -> Path:
+        """A default CLAP pretrained for ``steps`` steps (0: an untrained audio tower), for ablations.
+
+        Saved in the cache beside the default one; its card travels inside the
+        checkpoint (:func:`clap_card_of`) and ``results/clap_card.json`` is not touched.
+        Use it with ``Study(profile, clap_checkpoint=path)``.
+        """
+        from .clap.pretrain import pretrain_proxy_clap
+
+        default = self.default_clap_path()
+        path = default.with_name(f"{default.stem}-steps{steps}-seed{seed}.pt")
+        if not path.exists():
+            pretrain_proxy_clap(self.profile, self.cache, path, steps=steps, seed=seed, progress=self.progress)
+        return path
+
     def clap_card(self) -> dict[str, Any]:
         """The CLAP's model card (pretraining record and quality), also written to ``results/clap_card.json``."""
         from .clap.pretrain import evaluate_clap, write_model_card
@@ -185,35 +205,68 @@ class Study:
         )
 
     def run_dir(self, cfg: RunConfig) -> Path:
-        blob = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "version"}, sort_keys=True, default=str)
+        blob = json.dumps(cfg.identity(), sort_keys=True, default=str)
         tag = f"{cfg.regime}-n{cfg.n_sources}"
         if cfg.regime in ("sup", "semi") and cfg.label_fraction < 1:
             tag += f"-f{cfg.label_fraction:g}"
         return self.cache / self.profile.name / "runs" / f"{tag}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
     def train(self, regime: str, n_sources: int, seed: int = 0, out_dir: str | Path | None = None,
-              **overrides: Any) -> Path:
-        """Train (or reuse, or resume) a run; returns the path of its ``model.pt``."""
+              snapshots: bool = False, **overrides: Any) -> Path:
+        """Train (or reuse, or resume) a run; returns the path of its ``model.pt``.
+
+        A longer version of a finished cached run trains on from that run's
+        last checkpoint (the same model, see :func:`weaksep.train.continue_from`).
+        ``snapshots`` keeps the model of every checkpoint, for training curves.
+        """
         cfg = self.run_config(regime, n_sources, seed, **overrides)
         out = Path(out_dir) if out_dir else self.run_dir(cfg)
-        return train(cfg, self.profile, self.clips("train", cfg.corpus), self.clap(), out, progress=self.progress)
+        if out_dir is None and not (out / "checkpoint.pt").exists():
+            for shorter in self._shorter_runs(cfg):
+                if continue_from(shorter, cfg, out):
+                    break
+        return train(cfg, self.profile, self.clips("train", cfg.corpus), self.clap(), out,
+                     progress=self.progress, snapshots=snapshots)
+
+    def _shorter_runs(self, cfg: RunConfig) -> list[Path]:
+        """Cached runs of ``cfg`` with fewer steps, longest first."""
+        found = []
+        for d in (self.cache / self.profile.name / "runs").glob(f"{cfg.regime}-n{cfg.n_sources}*-s{cfg.seed}-*"):
+            try:
+                saved = json.loads((d / "config.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if saved.get("steps", cfg.steps) < cfg.steps and same_run(saved, cfg, ignore=("steps",)):
+                found.append((saved["steps"], d))
+        return [d for _, d in sorted(found, reverse=True)]
+
+    def snapshots(self, model_path: str | Path) -> dict[int, Path]:
+        """Step -> model file of a run trained with ``snapshots=True`` (the final model included)."""
+        run = Path(model_path).parent
+        out = {int(p.stem.split("_")[1]): p for p in sorted((run / "snapshots").glob("step_*.pt"))}
+        if Path(model_path).exists():
+            out[int(read_checkpoint(model_path)["step"])] = Path(model_path)
+        return dict(sorted(out.items()))
 
     def load_model(self, path: str | Path) -> Separator:
         return load_separator(path)[0]
 
     # --- evaluation -------------------------------------------------------
-    def evaluate(self, runs: dict[str, str | Path], n_sources: int, split: str = "test") -> pd.DataFrame:
+    def evaluate(self, runs: dict[str, str | Path], n_sources: int, split: str = "test",
+                 with_clean: bool = False) -> pd.DataFrame:
         """Per-query rows of the models ``runs`` (label -> model path) on the saved ``split`` mixtures.
 
         Adds the columns ``regime``, ``label_fraction`` and ``n_sources``; the
-        unprocessed mixture comes as run and regime ``mixture``.
+        unprocessed mixture comes as run and regime ``mixture`` and, with
+        ``with_clean``, the clean sources as ``clean`` (CLAP columns only).
         """
         loaded = {label: load_separator(path) for label, path in runs.items()}
         df = evaluate_separators({k: m for k, (m, _) in loaded.items()}, self.clap(), self.testset(n_sources, split),
-                                 self.profile.sample_rate, self.profile.eval_batch_size)
-        regime = {k: cfg["regime"] for k, (_, cfg) in loaded.items()} | {"mixture": "mixture"}
+                                 self.profile.sample_rate, self.profile.eval_batch_size, with_clean=with_clean)
+        fixed = {"mixture": "mixture", "clean": "clean"}
+        regime = {k: cfg["regime"] for k, (_, cfg) in loaded.items()} | fixed
         fraction = {k: (cfg["label_fraction"] if cfg["regime"] in ("sup", "semi") else 0.0)
-                    for k, (_, cfg) in loaded.items()} | {"mixture": 0.0}
+                    for k, (_, cfg) in loaded.items()} | {k: 0.0 for k in fixed}
         df["regime"] = df["run"].map(regime)
         df["label_fraction"] = df["run"].map(fraction)
         df["n_sources"] = n_sources
@@ -227,6 +280,21 @@ class Study:
         cfg = {"profile": self.profile.to_dict(), "version": __version__, "clap": self.clap_info(), **(config or {})}
         atomic_write_text(self.results / "configs" / f"{name}.json", json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n")
         return summary
+
+    def write_ablation(self, section: str, query_rows: pd.DataFrame, reference: str | None = None,
+                       values: dict[str, float] | None = None, config: dict[str, Any] | None = None) -> pd.DataFrame:
+        """``results/07_ablations_<section>.csv`` from per-query rows with a ``setting`` column
+        (see :mod:`weaksep.ablations`), plus the rows and the config beside it."""
+        from .ablations import save_ablation, summarise_ablation
+
+        name = f"07_ablations_{section}"
+        table = summarise_ablation(query_rows, section, self.profile.name, reference, values)
+        save_ablation(table, self.results / f"{name}.csv")
+        atomic_write_text(self.results / "queries" / f"{name}.csv", query_rows.to_csv(index=False))
+        cfg = {"profile": self.profile.to_dict(), "version": __version__, "clap": self.clap_info(),
+               "reference": reference, **(config or {})}
+        atomic_write_text(self.results / "configs" / f"{name}.json", json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n")
+        return table
 
     def export_run(self, model_path: str | Path, name: str) -> Path:
         """Copy a finished run's model and training log into ``results/models`` and ``results/runs``."""

@@ -273,6 +273,7 @@ def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
 
 def summary_markdown(tables: Mapping[str, pd.DataFrame] | str | Path) -> str:
     """The text of ``results/summary.md``: the claims table, the rule, and the absolute SDRs."""
+    results_dir = None if isinstance(tables, Mapping) else Path(tables)
     if not isinstance(tables, Mapping):
         tables = load_tables(tables)
     claims = compare_to_paper(tables)
@@ -304,4 +305,10 @@ def summary_markdown(tables: Mapping[str, pd.DataFrame] | str | Path) -> str:
         "",
         to_markdown(overview) if len(overview) else "No result table yet.\n",
     ]
+    if isinstance(results_dir, Path):
+        ablations = sorted(results_dir.glob("07_ablations_*.csv"))
+        if ablations:
+            lines += ["## Ablations (notebook 07)", ""]
+            lines += [f"- [{p.stem}]({p.name}), figure [figures/{p.stem}.png](figures/{p.stem}.png)" for p in ablations]
+            lines.append("")
     return "\n".join(lines)

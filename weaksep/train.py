@@ -38,7 +38,7 @@ from torch import Tensor
 from .checkpoint import read_checkpoint, save_checkpoint
 from .clap import ClapBackend
 from .data import ClipSet, MixBatch, MixtureSampler, labelled_subset
-from .io import atomic_write_text
+from .io import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from .losses import bimodal_contrastive_loss, consistency_loss, mix_and_separate_loss, supervised_loss
 from .model import Separator, SeparatorConfig
 from .profiles import Profile
@@ -67,11 +67,16 @@ class RunConfig:
     contrastive: bool = True  # weak/semi: use the contrastive term
     clap: dict[str, Any] = field(default_factory=dict)  # backend, checkpoint, sha
     corpus: str = "instruments"
+    # unsup/weak/semi: the query of a sub-mixture is its caption encoded as a sentence
+    # (the paper) or "entity_mean", the normalised mean of its entities' embeddings.
+    mixture_text: str = "sentence"
     version: str = ""
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
             raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
+        if self.mixture_text not in MIXTURE_TEXTS:
+            raise ValueError(f"mixture_text must be one of {MIXTURE_TEXTS}, got {self.mixture_text!r}")
         if not 1 <= self.n_sources <= 4:
             raise ValueError(f"n_sources must be 1..4, got {self.n_sources}")
         if not 0 < self.label_fraction <= 1:
@@ -81,6 +86,36 @@ class RunConfig:
         from dataclasses import asdict
 
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return cls(**d)
+
+    def identity(self, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+        """What makes two runs the same run: every field but ``version`` (and ``ignore``).
+
+        Fields added after a study was run enter only when they differ from
+        their default, so the runs already in a cache keep their identity.
+        """
+        d = json.loads(json.dumps(self.to_dict(), default=str))
+        for name, default in LATER_FIELDS.items():
+            if d.get(name) == default:
+                d.pop(name, None)
+        for name in ("version", *ignore):
+            d.pop(name, None)
+        return d
+
+
+MIXTURE_TEXTS = ("sentence", "entity_mean")
+LATER_FIELDS = {"mixture_text": "sentence"}  # field -> default (see RunConfig.identity)
+
+
+def same_run(saved: dict[str, Any], cfg: RunConfig, ignore: tuple[str, ...] = ()) -> bool:
+    """Whether the run config ``saved`` with a checkpoint is ``cfg`` (up to ``ignore``)."""
+    try:
+        return RunConfig.from_dict(saved).identity(ignore) == cfg.identity(ignore)
+    except TypeError:  # a field this version does not know
+        return False
 
 
 def separator_config(profile: Profile, clap: ClapBackend) -> SeparatorConfig:
@@ -138,6 +173,15 @@ def _queries(batch: MixBatch, with_texts: bool, with_entities: bool) -> list[lis
     return out
 
 
+def _entity_means(clap: ClapBackend, batch: MixBatch) -> Tensor:
+    """(B, 2, D) unit-norm mean of the entity embeddings of each sub-mixture."""
+    rows = []
+    for ents in batch.entities:
+        rows.append(torch.stack([torch.nn.functional.normalize(clap.embed_text(list(sub)).mean(0), dim=-1)
+                                 for sub in ents]))
+    return torch.stack(rows)
+
+
 def compute_losses(model: Separator, clap: ClapBackend, batch: MixBatch, cfg: RunConfig, sample_rate: int,
                    labelled: Tensor | None = None) -> dict[str, Tensor]:
     """All loss terms of one batch of mixtures of mixtures for ``cfg.regime``.
@@ -156,8 +200,13 @@ def compute_losses(model: Separator, clap: ClapBackend, batch: MixBatch, cfg: Ru
     q = len(queries[0])
     flat = [t for qs in queries for t in qs]
     text = clap.embed_text(flat).reshape(b, q, -1).to(device)
+    if with_texts and cfg.mixture_text == "entity_mean":
+        text = torch.cat([_entity_means(clap, batch).to(device), text[:, 2:]], dim=1)
     states = mask = None
     if core.cfg.conditioning == "cross_attention":
+        if with_texts and cfg.mixture_text == "entity_mean":
+            raise ValueError("mixture_text='entity_mean' has no token states for cross-attention; "
+                             "use conditioning 'head' or 'film'")
         states, mask = clap.text_states(flat)
         states = states.reshape(b, q, *states.shape[1:]).to(device)
         mask = mask.reshape(b, q, -1).to(device)
@@ -273,13 +322,15 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, out_dir: str | Path, *,
-          progress: bool = True, stop_after: int | None = None) -> Path:
+          progress: bool = True, stop_after: int | None = None, snapshots: bool = False) -> Path:
     """Train (or resume) the run ``cfg`` in ``out_dir``; return the path of the final model.
 
     ``out_dir`` receives ``config.json``, ``log.csv`` (every loss term per
     step), ``checkpoint.pt`` (full state, every ``profile.checkpoint_every``
-    steps) and, at the end, ``model.pt``. ``stop_after`` ends the call early
-    after that many steps, as an interruption would (for tests).
+    steps) and, at the end, ``model.pt``. With ``snapshots``, the model at
+    every checkpoint is also kept as ``snapshots/step_<k>.pt`` (for training
+    curves). ``stop_after`` ends the call early after that many steps, as an
+    interruption would (for tests).
     """
     from tqdm.auto import tqdm
 
@@ -289,7 +340,7 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
     ckpt_path = out / "checkpoint.pt"
     if final.exists():
         done = read_checkpoint(final)
-        if done["run_config"] == json.loads(json.dumps(cfg.to_dict(), default=str)):
+        if same_run(done["run_config"], cfg):
             return final
         raise ValueError(f"{out} already holds a finished run of another config; choose another --out")
     if rt.is_main:
@@ -304,7 +355,7 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
     start = 0
     if ckpt_path.exists():
         state = read_checkpoint(ckpt_path)
-        if state["run_config"] != json.loads(json.dumps(cfg.to_dict(), default=str)):
+        if not same_run(state["run_config"], cfg):
             raise ValueError(f"{ckpt_path} was written by another config; remove it or choose another --out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -355,6 +406,8 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
         if rt.is_main and (done_steps % profile.checkpoint_every == 0 or done_steps == cfg.steps):
             save_checkpoint(ckpt_path, model, cfg.to_dict(), done_steps, opt, sched)
             _write_log(out / "log.csv", log_rows)
+            if snapshots:
+                save_checkpoint(out / "snapshots" / f"step_{done_steps:07d}.pt", model, cfg.to_dict(), done_steps)
     if rt.is_main:
         _write_log(out / "log.csv", log_rows)
         if end == cfg.steps:
@@ -365,6 +418,35 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
         _check_replicas_agree(model)
         dist.barrier()
     return final
+
+
+def continue_from(shorter_run: str | Path, cfg: RunConfig, out_dir: str | Path) -> bool:
+    """Seed ``out_dir`` with the last full checkpoint of a shorter run of the same config.
+
+    The batches of a step and the learning-rate schedule (a step decay) do not
+    depend on the total number of steps, so training on from the shorter run's
+    final state gives the same model as training ``cfg.steps`` from scratch.
+    Returns False (and does nothing) when ``shorter_run`` does not qualify.
+    """
+    src, out = Path(shorter_run), Path(out_dir)
+    ckpt = src / "checkpoint.pt"
+    if not ckpt.exists() or (out / "checkpoint.pt").exists() or (out / "model.pt").exists():
+        return False
+    state = read_checkpoint(ckpt)
+    if not same_run(state["run_config"], cfg, ignore=("steps",)) or state["step"] > cfg.steps:
+        return False
+    snaps = out / "snapshots"
+    for snap in sorted((src / "snapshots").glob("step_*.pt")):
+        atomic_write_bytes(snaps / snap.name, snap.read_bytes())
+    last = snaps / f"step_{state['step']:07d}.pt"
+    if (src / "model.pt").exists() and not last.exists():  # the shorter run's end is a point of the curve
+        atomic_write_bytes(last, (src / "model.pt").read_bytes())
+    state["model_config"] = json.dumps(state["model_config"])
+    state["run_config"] = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    atomic_torch_save(state, out / "checkpoint.pt")
+    if (src / "log.csv").exists():
+        atomic_write_bytes(out / "log.csv", (src / "log.csv").read_bytes())
+    return True
 
 
 def _check_replicas_agree(model: Separator) -> None:
