@@ -178,3 +178,15 @@ def test_ablation_figures_and_summary_links(tmp_path):
     assert (tmp_path / "figures" / "07_ablations_loss.png") in out["figures"]
     md = summary_markdown(tmp_path)
     assert "[07_ablations_loss](07_ablations_loss.csv)" in md and "07_ablations_weight" in md
+
+
+def test_command_line_ablation_switches(smoke_study, tmp_path):
+    from weaksep.train import main
+
+    out = tmp_path / "run"
+    assert main(["--regime", "weak", "--profile", "smoke", "--out", str(out), "--steps", "2", "--no-progress",
+                 "--data-root", str(smoke_study.cache), "--clap-checkpoint", smoke_study.clap_info()["checkpoint"],
+                 "--no-contrastive", "--mixture-text", "entity_mean"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["contrastive"], cfg["consistency"], cfg["mixture_text"], cfg["steps"]) == (False, True, "entity_mean", 2)
+    assert "loss_contrastive" not in pd.read_csv(out / "log.csv").dropna(axis=1, how="all").columns

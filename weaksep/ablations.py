@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_write_text
-from .metrics import METRICS, TABLE_COLUMNS, aggregate, ci95_halfwidth
+from .metrics import METRICS, TABLE_COLUMNS, aggregate, ci95_halfwidth, load_table, save_table
 
 ABLATION_METRICS = (*METRICS, "clap_top1")  # clap_top1: share of queries whose CLAP top class is the entity
 ABLATION_COLUMNS = (*TABLE_COLUMNS, "section", "setting", "value", "paired_vs", "paired_diff", "paired_ci95", "paired_n")
@@ -99,21 +98,12 @@ def summarise_ablation(rows: pd.DataFrame, section: str, profile: str,
 
 def save_ablation(table: pd.DataFrame, path: str | Path) -> Path:
     """Write an ablation table atomically (columns :data:`ABLATION_COLUMNS`)."""
-    missing = [c for c in ABLATION_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"ablation table for {path} lacks column(s) {missing}")
-    return atomic_write_text(path, table[list(ABLATION_COLUMNS)].to_csv(index=False))
+    return save_table(table, path, ABLATION_COLUMNS)
 
 
 def load_ablation(path: str | Path) -> pd.DataFrame:
     """Read ``07_ablations_<section>.csv``, checking its columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ablation table {path} does not exist")
-    df = pd.read_csv(path, keep_default_na=True)
-    missing = [c for c in ABLATION_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"ablation table {path} lacks column(s) {missing}; expected {list(ABLATION_COLUMNS)}")
+    df = load_table(path, ABLATION_COLUMNS)
     df["paired_vs"] = df["paired_vs"].fillna("")
     return df
 

@@ -485,21 +485,21 @@ def summarise_table(query_rows: pd.DataFrame, table: str, profile: str) -> pd.Da
     return agg[list(TABLE_COLUMNS)].reset_index(drop=True)
 
 
-def save_table(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write a result table (columns :data:`TABLE_COLUMNS`) to CSV atomically."""
-    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+def save_table(table: pd.DataFrame, path: str | Path, columns: Sequence[str] = TABLE_COLUMNS) -> Path:
+    """Write a result table (columns :data:`TABLE_COLUMNS`, or ``columns``) to CSV atomically."""
+    missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"result table for {path} lacks column(s) {missing}")
-    return atomic_write_text(path, table[list(TABLE_COLUMNS)].to_csv(index=False))
+    return atomic_write_text(path, table[list(columns)].to_csv(index=False))
 
 
-def load_table(path: str | Path) -> pd.DataFrame:
-    """Read a result table CSV, checking it has the columns :data:`TABLE_COLUMNS`."""
+def load_table(path: str | Path, columns: Sequence[str] = TABLE_COLUMNS) -> pd.DataFrame:
+    """Read a result table CSV, checking it has the columns :data:`TABLE_COLUMNS` (or ``columns``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"result table {path} does not exist")
     df = pd.read_csv(path)
-    missing = [c for c in TABLE_COLUMNS if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"result table {path} lacks column(s) {missing}; expected {list(TABLE_COLUMNS)}")
+        raise ValueError(f"result table {path} lacks column(s) {missing}; expected {list(columns)}")
     return df

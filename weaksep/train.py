@@ -475,6 +475,11 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and labelled subset (default 0)")
     p.add_argument("--label-fraction", type=float, default=None, help="labelled share of training clips (sup default 1, semi default the profile's)")
     p.add_argument("--contrastive-weight", type=float, default=None, help="weight of the contrastive term (paper 0.5)")
+    p.add_argument("--no-consistency", action="store_true", help="weak/semi: leave out the consistency term (ablation)")
+    p.add_argument("--no-contrastive", action="store_true", help="weak/semi: leave out the contrastive term (ablation)")
+    p.add_argument("--mixture-text", choices=MIXTURE_TEXTS, default=None,
+                   help="query of a sub-mixture: its caption as a 'sentence' (paper, default) or 'entity_mean'")
+    p.add_argument("--snapshots", action="store_true", help="keep the model of every checkpoint (training curves)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -486,8 +491,14 @@ def main(argv: list[str] | None = None) -> int:
     study = Study(args.profile, data_root=args.data_root, clap_backend=args.clap,
                   clap_checkpoint=args.clap_checkpoint, tokenizer_dir=args.tokenizer_dir, progress=not args.no_progress)
     overrides = {k: v for k, v in {"steps": args.steps, "label_fraction": args.label_fraction,
-                                   "contrastive_weight": args.contrastive_weight}.items() if v is not None}
-    path = study.train(args.regime, args.sources, seed=args.seed, out_dir=args.out, **overrides)
+                                   "contrastive_weight": args.contrastive_weight,
+                                   "mixture_text": args.mixture_text}.items() if v is not None}
+    if args.no_consistency:
+        overrides["consistency"] = False
+    if args.no_contrastive:
+        overrides["contrastive"] = False
+    path = study.train(args.regime, args.sources, seed=args.seed, out_dir=args.out, snapshots=args.snapshots,
+                       **overrides)
     print(f"model: {path}")
     return 0
 
