@@ -172,7 +172,8 @@ def test_ablation_figures_and_summary_links(tmp_path):
     for section, values in (("loss", None), ("weight", {"w=0.1": 0.1, "w=1": 1.0})):
         save_ablation(summarise_ablation(rows, section, "smoke", "unsup", values), tmp_path / f"07_ablations_{section}.csv")
     pngs = plot_ablation(tmp_path / "07_ablations_weight.csv", tmp_path / "figures")
-    assert [p.name for p in pngs] == ["07_ablations_weight.png", "07_ablations_weight_clap_top1.png"]
+    assert [p.name for p in pngs] == ["07_ablations_weight.png", "07_ablations_weight_paired.png",
+                                      "07_ablations_weight_clap_top1.png"]
     assert all(p.stat().st_size > 1000 for p in pngs)
     out = redraw_all(tmp_path)
     assert (tmp_path / "figures" / "07_ablations_loss.png") in out["figures"]

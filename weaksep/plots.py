@@ -158,14 +158,22 @@ def plot_ablation_bars(table: pd.DataFrame, out_png: str | Path, metric: str = "
 
 
 def plot_ablation_lines(table: pd.DataFrame, out_png: str | Path, x_label: str, log_x: bool = False,
-                        metric: str = "sdr") -> Path:
+                        metric: str = "sdr", paired: bool = False) -> Path:
     """Mean ``metric`` ± 95 % CI against each setting's ``value``, one line per regime and N.
 
     Settings without a value (a baseline such as ``unsup``) are drawn as dashed
-    horizontal lines.
+    horizontal lines. With ``paired``, the y axis is the paired difference to
+    each setting's reference (``paired_diff ± paired_ci95``) instead, with 0
+    (no gain) drawn black.
     """
     df = _metric_rows(table, metric)
     df = df[df["regime"] != "mixture"]
+    if paired:
+        df = df[(df["paired_vs"] != "") & df["paired_diff"].notna()]
+        df = df.assign(mean=df["paired_diff"], ci95=df["paired_ci95"])
+        refs = " / ".join(dict.fromkeys(df["paired_vs"].astype(str)))
+        if len(refs) > 40:
+            refs = "its reference at the same setting"
     with sns.axes_style("whitegrid"):
         fig = Figure(figsize=(6.4, 3.8))
         ax = fig.add_subplot()
@@ -182,14 +190,19 @@ def plot_ablation_lines(table: pd.DataFrame, out_png: str | Path, x_label: str, 
             ax.set_xscale("log")
         ax.set_xlabel(x_label)
         ax.set_ylabel(f"mean {METRIC_LABELS.get(metric, metric)}")
-        ax.set_title(f"{table['table'].iloc[0]}: mean ± 95 % CI over queries", fontsize=9)
+        if paired:
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_ylabel(f"paired {metric} difference (dB) vs {refs}", fontsize=8)
+        what = "paired difference" if paired else "mean"
+        ax.set_title(f"{table['table'].iloc[0]}: {what} ± 95 % CI over queries", fontsize=9)
         ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     return _save(fig, out_png)
 
 
 def plot_ablation(table: pd.DataFrame | str | Path, figures_dir: str | Path) -> list[Path]:
-    """The figure(s) of one ablation table: ``figures/07_ablations_<section>.png`` and, where the
-    table has CLAP recognition rates, ``figures/07_ablations_<section>_clap_top1.png``."""
+    """The figure(s) of one ablation table: ``figures/07_ablations_<section>.png``; for a section
+    with numeric settings, the paired gain against them (``..._paired.png``, e.g. SDR gain
+    against CLAP accuracy); where the table has CLAP recognition rates, ``..._clap_top1.png``."""
     from weaksep.ablations import load_ablation
 
     df = table if isinstance(table, pd.DataFrame) else load_ablation(table)
@@ -199,6 +212,8 @@ def plot_ablation(table: pd.DataFrame | str | Path, figures_dir: str | Path) -> 
     name = f"07_ablations_{section}"
     out = [plot_ablation_bars(df, figures_dir / f"{name}.png") if kind == "bars"
            else plot_ablation_lines(df, figures_dir / f"{name}.png", x_label or "value", log_x)]
+    if kind == "lines" and ((df["paired_vs"] != "") & df["value"].notna() & (df["metric"] == "sdr")).any():
+        out.append(plot_ablation_lines(df, figures_dir / f"{name}_paired.png", x_label or "value", log_x, paired=True))
     if (df["metric"] == "clap_top1").any():
         out.append(plot_ablation_bars(df, figures_dir / f"{name}_clap_top1.png", metric="clap_top1"))
     return out
