@@ -80,15 +80,11 @@ def summarise_ablation(rows: pd.DataFrame, section: str, profile: str,
     if unknown:
         raise ValueError(f"paired settings {unknown} have no rows; settings are {order}")
     agg["paired_vs"] = agg["setting"].map(pairs).fillna("")
-    for col in ("paired_diff", "paired_ci95", "paired_n"):
-        agg[col] = np.nan
-    for setting, ref in pairs.items():
-        for metric in metrics:
-            if metric == "clap_top1" or rows.loc[rows["setting"] == ref, metric].isna().all():
-                continue
-            for _, p in paired_difference(rows, setting, ref, metric).iterrows():
-                at = (agg["metric"] == metric) & (agg["n_sources"] == p["n_sources"]) & (agg["setting"] == setting)
-                agg.loc[at, ["paired_diff", "paired_ci95", "paired_n"]] = [p["paired_diff"], p["paired_ci95"], p["paired_n"]]
+    paired = [paired_difference(rows, setting, ref, metric).assign(setting=setting, metric=metric)
+              for setting, ref in pairs.items() for metric in metrics if metric != "clap_top1"]
+    paired_cols = ["n_sources", "setting", "metric", "paired_diff", "paired_ci95", "paired_n"]
+    agg = agg.merge(pd.concat(paired)[paired_cols] if paired else pd.DataFrame(columns=paired_cols),
+                    on=["n_sources", "setting", "metric"], how="left")
     agg["_s"] = agg["setting"].map(order.index)
     agg["_m"] = agg["metric"].map(list(ABLATION_METRICS).index)
     agg = agg.sort_values(["n_sources", "_s", "_m"]).drop(columns=["_s", "_m"])

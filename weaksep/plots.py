@@ -146,7 +146,7 @@ def plot_ablation_bars(table: pd.DataFrame, out_png: str | Path, metric: str = "
         fig = Figure(figsize=(0.9 + 0.75 * len(order) * len(ns), 3.8))
         axes = fig.subplots(1, len(ns), squeeze=False)[0]
         for ax, n in zip(axes, ns):
-            sub = df[df["n_sources"] == n].set_index("setting").reindex([o for o in order if o in set(df.loc[df["n_sources"] == n, "setting"])])
+            sub = df[df["n_sources"] == n].set_index("setting")  # the table lists settings in run order
             ax.bar(range(len(sub)), sub["mean"], yerr=sub["ci95"], capsize=3, color=[colours[o] for o in sub.index])
             ax.set_xticks(range(len(sub)), sub.index, rotation=35, ha="right", fontsize=8)
             ax.axhline(0, color="black", linewidth=0.8)
@@ -189,10 +189,11 @@ def plot_ablation_lines(table: pd.DataFrame, out_png: str | Path, x_label: str, 
         if log_x:
             ax.set_xscale("log")
         ax.set_xlabel(x_label)
-        ax.set_ylabel(f"mean {METRIC_LABELS.get(metric, metric)}")
         if paired:
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_ylabel(f"paired {metric} difference (dB) vs {refs}", fontsize=8)
+        else:
+            ax.set_ylabel(f"mean {METRIC_LABELS.get(metric, metric)}")
         what = "paired difference" if paired else "mean"
         ax.set_title(f"{table['table'].iloc[0]}: {what} ± 95 % CI over queries", fontsize=9)
         ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
@@ -383,11 +384,12 @@ def redraw_all(results_dir: str | Path) -> dict[str, Any]:
         except ValueError as e:  # a log without loss columns must not stop the summary
             warnings.warn(f"training curves not drawn: {e}", stacklevel=2)
 
-    for csv in sorted(results_dir.glob("07_ablations_*.csv")):
+    ablations = sorted(results_dir.glob("07_ablations_*.csv"))
+    for csv in ablations:
         written += plot_ablation(csv, figures_dir)
 
     claims = compare_to_paper(tables)
-    summary_md = atomic_write_text(results_dir / "summary.md", summary_markdown(results_dir))
+    summary_md = atomic_write_text(results_dir / "summary.md", summary_markdown(tables, ablations))
     summary_csv = atomic_write_text(results_dir / "summary.csv", claims.to_csv(index=False))
     return {"figures": written, "summary_md": summary_md, "summary_csv": summary_csv, "claims": claims}
 

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from .checkpoint import load_separator, read_checkpoint
+from .checkpoint import load_separator
 from .clap import ClapBackend, load_clap
 from .data import ClipSet, Mixture, build_mixtures, load_clips, load_manifest, load_or_build_testset
 from .evaluate import evaluate_separators
@@ -241,12 +241,12 @@ class Study:
         return [d for _, d in sorted(found, reverse=True)]
 
     def snapshots(self, model_path: str | Path) -> dict[int, Path]:
-        """Step -> model file of a run trained with ``snapshots=True`` (the final model included)."""
+        """Step -> model file of a run trained with ``snapshots=True`` (its final step included)."""
         run = Path(model_path).parent
         out = {int(p.stem.split("_")[1]): p for p in sorted((run / "snapshots").glob("step_*.pt"))}
-        if Path(model_path).exists():
-            out[int(read_checkpoint(model_path)["step"])] = Path(model_path)
-        return dict(sorted(out.items()))
+        if not out:
+            raise FileNotFoundError(f"run {run} kept no snapshots: train it with snapshots=True")
+        return out
 
     def load_model(self, path: str | Path) -> Separator:
         return load_separator(path)[0]
@@ -276,12 +276,10 @@ class Study:
         """Summarise per-query rows into ``results/<name>.csv`` (plus the rows and the config beside it)."""
         summary = summarise_table(query_rows, table, self.profile.name)
         save_table(summary, self.results / f"{name}.csv")
-        atomic_write_text(self.results / "queries" / f"{name}.csv", query_rows.to_csv(index=False))
-        cfg = {"profile": self.profile.to_dict(), "version": __version__, "clap": self.clap_info(), **(config or {})}
-        atomic_write_text(self.results / "configs" / f"{name}.json", json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n")
+        self._write_beside(name, query_rows, config)
         return summary
 
-    def write_ablation(self, section: str, query_rows: pd.DataFrame, reference: str | None = None,
+    def write_ablation(self, section: str, query_rows: pd.DataFrame, reference: str | dict[str, str] | None = None,
                        values: dict[str, float] | None = None, config: dict[str, Any] | None = None) -> pd.DataFrame:
         """``results/07_ablations_<section>.csv`` from per-query rows with a ``setting`` column
         (see :mod:`weaksep.ablations`), plus the rows and the config beside it."""
@@ -290,11 +288,14 @@ class Study:
         name = f"07_ablations_{section}"
         table = summarise_ablation(query_rows, section, self.profile.name, reference, values)
         save_ablation(table, self.results / f"{name}.csv")
-        atomic_write_text(self.results / "queries" / f"{name}.csv", query_rows.to_csv(index=False))
-        cfg = {"profile": self.profile.to_dict(), "version": __version__, "clap": self.clap_info(),
-               "reference": reference, **(config or {})}
-        atomic_write_text(self.results / "configs" / f"{name}.json", json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n")
+        self._write_beside(name, query_rows, {"reference": reference, **(config or {})})
         return table
+
+    def _write_beside(self, name: str, query_rows: pd.DataFrame, config: dict[str, Any] | None) -> None:
+        """``queries/<name>.csv`` (the per-query rows) and ``configs/<name>.json`` (what made the table)."""
+        atomic_write_text(self.results / "queries" / f"{name}.csv", query_rows.to_csv(index=False))
+        cfg = {"profile": self.profile.to_dict(), "version": __version__, "clap": self.clap_info(), **(config or {})}
+        atomic_write_text(self.results / "configs" / f"{name}.json", json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n")
 
     def export_run(self, model_path: str | Path, name: str) -> Path:
         """Copy a finished run's model and training log into ``results/models`` and ``results/runs``."""

@@ -30,7 +30,7 @@ so it is conservative. It is NaN when a CI is missing.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -271,10 +271,12 @@ def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
-def summary_markdown(tables: Mapping[str, pd.DataFrame] | str | Path) -> str:
-    """The text of ``results/summary.md``: the claims table, the rule, and the absolute SDRs."""
-    results_dir = None if isinstance(tables, Mapping) else Path(tables)
+def summary_markdown(tables: Mapping[str, pd.DataFrame] | str | Path, ablations: Sequence[Path] | None = None) -> str:
+    """The text of ``results/summary.md``: the claims table, the rule, the absolute SDRs and links
+    to the ablation tables ``ablations`` (by default those in ``tables`` when it is a folder)."""
     if not isinstance(tables, Mapping):
+        if ablations is None:
+            ablations = sorted(Path(tables).glob("07_ablations_*.csv"))
         tables = load_tables(tables)
     claims = compare_to_paper(tables)
     overview = sdr_overview(tables)
@@ -305,10 +307,8 @@ def summary_markdown(tables: Mapping[str, pd.DataFrame] | str | Path) -> str:
         "",
         to_markdown(overview) if len(overview) else "No result table yet.\n",
     ]
-    if isinstance(results_dir, Path):
-        ablations = sorted(results_dir.glob("07_ablations_*.csv"))
-        if ablations:
-            lines += ["## Ablations (notebook 07)", ""]
-            lines += [f"- [{p.stem}]({p.name}), figure [figures/{p.stem}.png](figures/{p.stem}.png)" for p in ablations]
-            lines.append("")
+    if ablations:
+        lines += ["## Ablations (notebook 07)", ""]
+        lines += [f"- [{p.stem}]({p.name}), figure [figures/{p.stem}.png](figures/{p.stem}.png)" for p in ablations]
+        lines.append("")
     return "\n".join(lines)

@@ -87,10 +87,6 @@ class RunConfig:
 
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        return cls(**d)
-
     def identity(self, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
         """What makes two runs the same run: every field but ``version`` (and ``ignore``).
 
@@ -113,7 +109,7 @@ LATER_FIELDS = {"mixture_text": "sentence"}  # field -> default (see RunConfig.i
 def same_run(saved: dict[str, Any], cfg: RunConfig, ignore: tuple[str, ...] = ()) -> bool:
     """Whether the run config ``saved`` with a checkpoint is ``cfg`` (up to ``ignore``)."""
     try:
-        return RunConfig.from_dict(saved).identity(ignore) == cfg.identity(ignore)
+        return RunConfig(**saved).identity(ignore) == cfg.identity(ignore)
     except TypeError:  # a field this version does not know
         return False
 
