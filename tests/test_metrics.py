@@ -90,17 +90,18 @@ def test_silent_reference_raises_like_mir_eval() -> None:
         metrics.si_sdr(refs, est)
 
 
-def test_silent_estimate_is_nan_and_leaves_other_queries_unchanged() -> None:
+def test_silent_estimate_scores_the_floor_and_leaves_other_queries_unchanged() -> None:
     refs, est, mix = _fixture(3, 6)
     full = metrics.bss_eval(refs, est)
     est[2] = 0.0
     part = metrics.bss_eval(refs, est)
+    assert part["sdr"][2] == metrics.SILENT_FLOOR_DB  # counted, at the floor, never dropped from a mean
+    assert np.isnan(part["sir"][2]) and np.isnan(part["sar"][2])
     for k in ("sdr", "sir", "sar"):
-        assert np.isnan(part[k][2])
         np.testing.assert_allclose(part[k][:2], full[k][:2], atol=1e-9)
-    assert np.isnan(metrics.si_sdr(refs, est)[2])
+    assert metrics.si_sdr(refs, est)[2] == metrics.SILENT_FLOOR_DB
     rows = metrics.evaluate_queries(refs, est, mix)
-    assert np.isnan(rows[2]["sdr"]) and np.isnan(rows[2]["sdri"]) and np.isfinite(rows[2]["input_sdr"])
+    assert rows[2]["sdr"] == metrics.SILENT_FLOOR_DB and np.isfinite(rows[2]["sdri"]) and np.isfinite(rows[2]["input_sdr"])
 
 
 def test_bad_shapes_are_rejected() -> None:

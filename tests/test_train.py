@@ -12,12 +12,14 @@ import pytest
 import torch
 
 from weaksep.checkpoint import read_checkpoint
-from weaksep.train import BatchSource, NonFiniteLossError, train
+from weaksep.objective import BatchSource
+from weaksep.train import NonFiniteLossError, train
 
 
-def _run(study, regime, out, steps=6, stop_after=None, **kw):
-    cfg = study.run_config(regime, 2, seed=kw.pop("seed", 0), steps=steps, **kw)
-    return train(cfg, study.profile, study.clips("train"), study.clap(), out, progress=False, stop_after=stop_after)
+def _run(study, regime, out, steps=6, stop_after=None, n=2, val=None, profile=None, **kw):
+    cfg = study.run_config(regime, n, seed=kw.pop("seed", 0), steps=steps, **kw)
+    return train(cfg, profile or study.profile, study.clips("train"), study.clap(), out, progress=False,
+                 stop_after=stop_after, val=val)
 
 
 def _weights(path):
@@ -28,12 +30,22 @@ def test_unsup_and_weak_batches_carry_no_single_sources(smoke_study):
     clips = smoke_study.clips("train")
     for regime in ("unsup", "weak"):
         cfg = smoke_study.run_config(regime, 2)
-        batch, labelled = BatchSource(clips, cfg, smoke_study.profile, 4, 0).batch(0)
-        assert batch.sources is None and labelled is None
-        assert torch.allclose(batch.mixture, batch.submixtures.sum(1), atol=1e-6)
-    cfg = smoke_study.run_config("sup", 2)
-    batch, _ = BatchSource(clips, cfg, smoke_study.profile, 4, 0).batch(0)
-    assert batch.sources.shape[:3] == (4, 2, 2)
+        batches = BatchSource(clips, cfg, smoke_study.profile, 4, 0).batch(0)
+        assert batches.labelled is None and batches.weak.sources is None
+        assert torch.allclose(batches.weak.mixture, batches.weak.submixtures.sum(1), atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_sup_trains_on_mixtures_of_exactly_n_sources(smoke_study, n):
+    """The test distribution: one mixture of N single sources, each queried (not a mixture of mixtures)."""
+    clips = smoke_study.clips("train")
+    batch = BatchSource(clips, smoke_study.run_config("sup", n), smoke_study.profile, 4, 0).batch(0).labelled
+    assert batch.sources.shape[:3] == (4, 1, n)
+    assert torch.allclose(batch.mixture, batch.sources[:, 0].sum(1), atol=1e-6)
+    assert all(len(e) == 1 and len(e[0]) == n for e in batch.entities)
+    old = BatchSource(clips, smoke_study.run_config("sup", n, sup_input="mixture_of_mixtures"), smoke_study.profile,
+                      4, 0).batch(0).labelled
+    assert old.sources.shape[:3] == (4, 2, n)
 
 
 def test_semi_labelled_subset_is_fixed_and_saved(smoke_study, tmp_path):
@@ -42,8 +54,9 @@ def test_semi_labelled_subset_is_fixed_and_saved(smoke_study, tmp_path):
     b = BatchSource(smoke_study.clips("train"), cfg, smoke_study.profile, 4, 0)
     assert a.labelled_indices == b.labelled_indices
     assert len(a.labelled_indices) == round(0.25 * len(smoke_study.clips("train")))
-    batch, labelled = a.batch(3)
-    assert labelled.tolist() == [True, True, False, False]
+    batches = a.batch(3)
+    assert len(batches.labelled.texts) == 2 and len(batches.weak.texts) == 2
+    assert batches.weak.sources is None
     _run(smoke_study, "semi", tmp_path / "semi", steps=2, label_fraction=0.25)
     assert (tmp_path / "semi" / "labelled_clips.json").exists()
 
@@ -78,7 +91,7 @@ def test_finished_run_is_reused_and_foreign_config_refused(smoke_study, tmp_path
 def test_non_finite_loss_stops_naming_step_and_term(smoke_study, tmp_path, monkeypatch):
     import weaksep.train as tr
 
-    real = tr.compute_losses
+    real = tr.training_losses
     calls = {"n": 0}
 
     def poisoned(*a, **k):
@@ -88,7 +101,7 @@ def test_non_finite_loss_stops_naming_step_and_term(smoke_study, tmp_path, monke
             terms["loss_unsup"] = terms["loss_unsup"] * float("nan")
         return terms
 
-    monkeypatch.setattr(tr, "compute_losses", poisoned)
+    monkeypatch.setattr(tr, "training_losses", poisoned)
     study = smoke_study
     prof = study.profile.replace(checkpoint_every=1)
     cfg = study.run_config("unsup", 2, steps=5)
@@ -97,10 +110,42 @@ def test_non_finite_loss_stops_naming_step_and_term(smoke_study, tmp_path, monke
     assert read_checkpoint(tmp_path / "nan" / "checkpoint.pt")["step"] == 2  # the last good state
 
 
+def test_validation_keeps_the_best_checkpoint_and_records_the_selection(smoke_study, tmp_path):
+    import json
+
+    prof = smoke_study.profile.replace(checkpoint_every=5)
+    path = _run(smoke_study, "sup", tmp_path / "v", steps=15, val=smoke_study.testset(2, "val"), profile=prof)
+    assert path.name == "best.pt"
+    val = pd.read_csv(tmp_path / "v" / "val.csv")
+    sel = json.loads((tmp_path / "v" / "selection.json").read_text())
+    assert val["step"].tolist() == [5, 10, 15]
+    assert sel["best_step"] == int(val.loc[val["val_sdr"].idxmax(), "step"])
+    assert read_checkpoint(path)["step"] == sel["best_step"]
+    assert set(sel) >= {"stop_step", "plateaued", "rise_last_fifth_db"}
+
+
+def test_plateau_rise():
+    from weaksep.validation import plateau_rise
+
+    assert plateau_rise([100, 200], [1.0, 2.0]) is None  # too few points to say
+    assert plateau_rise([100, 200, 300, 400, 500], [1, 2, 3, 4, 5]) == pytest.approx(1.0)  # still rising
+    assert plateau_rise([100, 200, 300, 400, 500], [1, 3, 3.05, 3.0, 3.02]) == pytest.approx(-0.03)
+
+
+def test_text_norm_is_the_same_function_for_every_regime(smoke_study, tmp_path):
+    """Vocabulary statistics come from the CLAP, not from a regime's training queries."""
+    a = _run(smoke_study, "unsup", tmp_path / "u", steps=2)
+    b = _run(smoke_study, "sup", tmp_path / "s", steps=2)
+    na, nb = read_checkpoint(a)["model"], read_checkpoint(b)["model"]
+    assert torch.equal(na["text_norm.mean"], nb["text_norm.mean"]) and torch.equal(na["text_norm.std"], nb["text_norm.std"])
+    assert float(na["text_norm.std"].min()) > 0
+
+
 def _mean_sdr(study, path):
     return float(study.evaluate({"m": path}, 2).query("run == 'm'")["sdr"].mean())
 
 
+@pytest.mark.slow
 def test_supervised_training_beats_its_untrained_self_by_3_db(smoke_study, tmp_path):
     untrained = _run(smoke_study, "sup", tmp_path / "untrained", steps=0)
     trained = _run(smoke_study, "sup", tmp_path / "trained", steps=300)
@@ -108,6 +153,7 @@ def test_supervised_training_beats_its_untrained_self_by_3_db(smoke_study, tmp_p
     assert after - before >= 3.0, (before, after)
 
 
+@pytest.mark.slow
 def test_weak_training_lowers_its_contrastive_loss(smoke_study, tmp_path):
     path = _run(smoke_study, "weak", tmp_path / "weak", steps=120)
     log = pd.read_csv(path.parent / "log.csv")
@@ -121,6 +167,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_with_gloo_on_two_processes(smoke_study, tmp_path):
     """torchrun's environment, two CPU processes: the run finishes with identical replicas
     (the loop checks it) and its loss falls like a single-process run's."""

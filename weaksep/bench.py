@@ -71,7 +71,8 @@ def bench_regime(profile_name: str, regime: str, n_sources: int, steps: int) -> 
     from .clap.proxy import ProxyClap
     from .model import Separator
     from .study import Study
-    from .train import BatchSource, RunConfig, compute_losses, separator_config
+    from .objective import BatchSource, training_losses
+    from .runs import RunConfig, separator_config
 
     study = Study(profile_name, progress=False)
     p = study.profile
@@ -86,8 +87,7 @@ def bench_regime(profile_name: str, regime: str, n_sources: int, steps: int) -> 
     times = []
     for s in range(steps + 2):
         t = time.perf_counter()
-        batch, labelled = source.batch(s)
-        terms = compute_losses(model, clap, batch, cfg, p.sample_rate, labelled)
+        terms = training_losses(model, clap, source.batch(s), cfg, p.sample_rate)
         opt.zero_grad()
         terms["loss_total"].backward()
         opt.step()
@@ -102,7 +102,7 @@ def bench_separation(profile_name: str, repeats: int) -> dict[str, float]:
     from .model import Separator
     from .profiles import get_profile
     from .separate import separate_waveform
-    from .train import separator_config
+    from .runs import separator_config
 
     p = get_profile(profile_name)
     clap = ProxyClap(p.sample_rate, p.n_mels, p.clap_channels).freeze()

@@ -17,10 +17,10 @@ mir_eval 0.8.2 in ``tests/test_metrics.py``. We also report
 Silence (peak amplitude <= ``SILENCE_PEAK``): a silent *reference* makes
 bss_eval undefined for every estimate of that mixture (as in mir_eval, which
 raises), so it raises ``ValueError`` naming the source. A silent *estimate*
-(a model that output nothing) has undefined SDR/SIR/SAR/SI-SDR (0/0): those
-values are NaN for that query only, the other queries are scored normally, and
-:func:`aggregate` leaves NaNs out of the statistics with a warning, so
-``n_queries`` counts the scored queries only.
+(a model that output nothing) has undefined SDR/SIR/SAR/SI-SDR (0/0): its SDR
+and SI-SDR are scored at ``SILENT_FLOOR_DB`` (-30 dB) so that it counts in every
+mean (no model gains by answering with silence), its SIR and SAR are NaN,
+and the other queries are scored normally.
 
 Infinite values are kept: with a single reference SIR is +inf, and the mixture
 used as the estimate has SAR = +inf (it is exactly a sum of the references, so
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 FILTER_LENGTH = 512  # taps of the BSS Eval distortion filter (mir_eval's default)
 SILENCE_PEAK = 1e-8  # peak amplitude (-160 dBFS) at or below which a signal counts as silent
+# A silent estimate has no SDR; it is scored at this floor (never dropped from a
+# mean), so that no model gains by answering a hard query with silence.
+SILENT_FLOOR_DB = -30.0
 
 METRICS = ("sdr", "sir", "sar", "sdri", "si_sdr", "clap_sim")
 TABLE_COLUMNS = (
@@ -142,7 +145,7 @@ def _coherence_db(coh: np.ndarray) -> np.ndarray:
 
 
 def _bss_eval_columns(ref: np.ndarray, est: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-    """SDR/SIR/SAR of estimate m against reference ``targets[m]``; silent estimates give NaN."""
+    """SDR/SIR/SAR of estimate m against reference ``targets[m]``; a silent estimate gets the SDR floor."""
     t = ref.shape[1]
     if t < FILTER_LENGTH:
         raise ValueError(f"signals have {t} samples; bss_eval needs at least {FILTER_LENGTH} (its filter length)")
@@ -158,8 +161,9 @@ def _bss_eval_columns(ref: np.ndarray, est: np.ndarray, targets: np.ndarray) -> 
     with np.errstate(divide="ignore", invalid="ignore"):
         c_sir = c_sdr / coh_sar
     out = {"sdr": _coherence_db(c_sdr), "sir": _coherence_db(c_sir), "sar": _coherence_db(coh_sar)}
-    for v in out.values():
-        v[silent] = np.nan
+    out["sdr"][silent] = SILENT_FLOOR_DB
+    out["sir"][silent] = np.nan  # no interference or artefact in nothing: these stay undefined
+    out["sar"][silent] = np.nan
     return out
 
 
@@ -197,7 +201,7 @@ def si_sdr(reference: Any, estimate: Any) -> np.ndarray:
     ref, est = _check_pair(reference, estimate)
     ref = ref - ref.mean(axis=1, keepdims=True)
     est = est - est.mean(axis=1, keepdims=True)
-    out = np.full(ref.shape[0], np.nan)
+    out = np.full(ref.shape[0], SILENT_FLOOR_DB)
     ok = ~_silent_rows(est)
     r, e = ref[ok], est[ok]
     scale = np.sum(e * r, axis=1, keepdims=True) / np.sum(r * r, axis=1, keepdims=True)

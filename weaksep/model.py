@@ -34,10 +34,16 @@ class SeparatorConfig:
     conditioning: str = "film"  # "head" | "film" | "cross_attention"
     cond_levels: int = 1
     head_channels: int = 32
+    # How text embeddings are standardised before they condition anything:
+    # "vocabulary" (fixed statistics of a vocabulary, the same for every regime)
+    # or "batch" (a BatchNorm over the training queries; models trained before it existed).
+    text_norm: str = "batch"
 
     def __post_init__(self) -> None:
         if self.conditioning not in ("head", "film", "cross_attention"):
             raise ValueError(f"conditioning must be 'head', 'film' or 'cross_attention', got {self.conditioning!r}")
+        if self.text_norm not in ("vocabulary", "batch"):
+            raise ValueError(f"text_norm must be 'vocabulary' or 'batch', got {self.text_norm!r}")
         if not 0 <= self.cond_levels <= len(self.channels):
             raise ValueError(f"cond_levels={self.cond_levels} must be within 0..{len(self.channels)}")
 
@@ -70,6 +76,28 @@ class STFT(nn.Module):
         lead = spec.shape[:-2]
         wav = torch.istft(spec.reshape(-1, *spec.shape[-2:]), self.n_fft, self.hop, window=self.window, length=length)
         return wav.reshape(*lead, length)
+
+
+class VocabularyNorm(nn.Module):
+    """Standardise each feature with a fixed mean and spread (buffers, saved with the model).
+
+    The statistics come from the CLAP's embeddings of a fixed vocabulary
+    (:mod:`weaksep.text_norm`), so the function is the same whatever text a
+    regime trains on; a BatchNorm's running statistics would follow the
+    training queries (sentences for ``unsup``, entities for ``sup``).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def set_statistics(self, mean: Tensor, std: Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-6))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
 
 
 class FiLM(nn.Module):
@@ -183,13 +211,12 @@ class Separator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.stft = STFT(cfg.n_fft, cfg.hop)
-        self.unet = TextConditionedUNet(cfg)
+        self.unet = TextConditionedUNet(cfg).to(memory_format=torch.channels_last)
         # Prompts share most of their embedding ("The sound of ..." : cosines of
         # 0.7-0.9 between instruments with the sentence encoder), so the text is
-        # standardised per feature over the queries of a batch (running
-        # statistics at inference) before it conditions anything: without it a
+        # standardised per feature before it conditions anything: without it a
         # supervised model learned one mask for every query.
-        self.text_norm = nn.BatchNorm1d(cfg.text_dim)
+        self.text_norm = VocabularyNorm(cfg.text_dim) if cfg.text_norm == "vocabulary" else nn.BatchNorm1d(cfg.text_dim)
         self.head_proj = nn.Linear(cfg.text_dim, cfg.head_channels + 1)  # weights + bias of the mask
 
     def forward(
@@ -217,7 +244,8 @@ class Separator(nn.Module):
         f_in, t_in = n_freq - n_freq % unit, n_frames - n_frames % unit
         if f_in == 0 or t_in == 0:
             raise ValueError(f"spectrogram of {n_freq} x {n_frames} is smaller than the U-Net's unit {unit}")
-        x = torch.log1p(spec[:, :f_in, :t_in].abs()).unsqueeze(1)
+        # channels_last: oneDNN's convolutions skip a layout reorder per layer (see make bench).
+        x = torch.log1p(spec[:, :f_in, :t_in].abs()).unsqueeze(1).contiguous(memory_format=torch.channels_last)
         feats = self.unet(x, text, states, mask)  # (B, Q or 1, K, f_in, t_in)
         w = self.head_proj(text)  # (B, Q, K + 1)
         b, q = text.shape[:2]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,33 +27,10 @@ from .evaluate import evaluate_separators
 from .io import atomic_torch_save, atomic_write_text, safe_torch_load
 from .metrics import save_table, summarise_table
 from .model import Separator
+from .paths import default_cache, default_results_dir, file_sha256, portable_path
 from .profiles import Profile, get_profile
-from .train import RunConfig, continue_from, same_run, train
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _default_cache() -> Path:
-    env = os.environ.get("WEAKSEP_CACHE")
-    if env:
-        return Path(env)
-    if (REPO_ROOT / "pyproject.toml").exists():
-        return REPO_ROOT / ".cache"
-    return Path.home() / ".cache" / "weaksep"
-
-
-def default_results_dir(profile: Profile) -> Path:
-    env = os.environ.get("WEAKSEP_RESULTS")
-    base = Path(env) if env else REPO_ROOT / "results"
-    return base if profile.name == "quick" else base / profile.name
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+from .runs import RunConfig, code_version, git_commit, same_run
+from .train import continue_from, train
 
 
 def clap_card_of(path: str | Path) -> dict[str, Any]:
@@ -77,8 +53,8 @@ class Study:
             self.profile = profile.replace(**overrides) if overrides else profile
         else:
             self.profile = get_profile(profile, **overrides)
-        self.cache = Path(data_root) if data_root else _default_cache()
-        self.results = Path(results_dir) if results_dir else default_results_dir(self.profile)
+        self.cache = Path(data_root) if data_root else default_cache()
+        self.results = Path(results_dir) if results_dir else default_results_dir(self.profile.name)
         self.clap_backend = clap_backend or self.profile.clap_backend
         self.clap_checkpoint = Path(clap_checkpoint) if clap_checkpoint else None
         self.tokenizer_dir = tokenizer_dir
@@ -90,6 +66,7 @@ class Study:
                                         "(CSV files with a header 'path,label')")
         self.progress = progress
         self._clap: ClapBackend | None = None
+        self._clap_sha: str | None = None
         if self.clap_backend == "laion" and self.clap_checkpoint is None:
             raise ValueError("the laion CLAP backend needs its checkpoint: pass clap_checkpoint "
                              "(e.g. music_audioset_epoch_15_esc_90.14.pt) or use clap_backend='proxy'")
@@ -187,8 +164,10 @@ class Study:
     def clap_info(self) -> dict[str, Any]:
         self.clap()
         assert self.clap_checkpoint is not None
-        return {"backend": self.clap_backend, "checkpoint": str(self.clap_checkpoint),
-                "sha256": _file_sha(self.clap_checkpoint)}
+        if self._clap_sha is None:
+            self._clap_sha = file_sha256(self.clap_checkpoint)
+        return {"backend": self.clap_backend, "checkpoint": portable_path(self.clap_checkpoint),
+                "sha256": self._clap_sha}
 
     # --- training ---------------------------------------------------------
     def run_config(self, regime: str, n_sources: int, seed: int = 0, **overrides: Any) -> RunConfig:
@@ -201,8 +180,21 @@ class Study:
             steps=overrides.pop("steps", p.steps), label_fraction=label_fraction,
             contrastive_weight=overrides.pop("contrastive_weight", p.contrastive_weight),
             reconstruction_weight=overrides.pop("reconstruction_weight", p.reconstruction_weight),
-            clap=self.clap_info(), version=__version__, **overrides,
+            clap=self.clap_info(), data=self.data_name(), code=code_version(), version=__version__,
+            commit=git_commit(), **overrides,
         )
+
+    def data_name(self) -> str:
+        """Where the clips come from, as saved in run configs: ``rendered`` or ``manifests:<folder>:<hash>``."""
+        if self.manifests is None:
+            return "rendered"
+        digest = hashlib.sha256(b"".join((self.manifests / f"{sp}.csv").read_bytes()
+                                         for sp in ("train", "val", "test") if (self.manifests / f"{sp}.csv").exists()))
+        return f"manifests:{self.manifests.name}:{digest.hexdigest()[:10]}"
+
+    def text_cache_path(self) -> Path:
+        """The CLAP text embeddings shared by every run of this CLAP (a file in the cache)."""
+        return self.cache / self.profile.name / "text" / f"{self.clap_info()['sha256']}.pt"
 
     def run_dir(self, cfg: RunConfig) -> Path:
         blob = json.dumps(cfg.identity(), sort_keys=True, default=str)
@@ -212,8 +204,12 @@ class Study:
         return self.cache / self.profile.name / "runs" / f"{tag}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
     def train(self, regime: str, n_sources: int, seed: int = 0, out_dir: str | Path | None = None,
-              snapshots: bool = False, **overrides: Any) -> Path:
-        """Train (or reuse, or resume) a run; returns the path of its ``model.pt``.
+              snapshots: bool = False, validate: bool = True, **overrides: Any) -> Path:
+        """Train (or reuse, or resume) a run; returns the path of the model to use.
+
+        With ``validate`` (the default) the run is scored on the validation
+        mixtures at every checkpoint, stops at its plateau and returns its best
+        validation checkpoint (``best.pt``); otherwise its last weights (``model.pt``).
 
         A longer version of a finished cached run trains on from that run's
         last checkpoint (the same model, see :func:`weaksep.train.continue_from`).
@@ -225,8 +221,9 @@ class Study:
             for shorter in self._shorter_runs(cfg):
                 if continue_from(shorter, cfg, out):
                     break
-        return train(cfg, self.profile, self.clips("train", cfg.corpus), self.clap(), out,
-                     progress=self.progress, snapshots=snapshots)
+        val = self.testset(cfg.n_sources, "val", cfg.corpus) if validate else None
+        return train(cfg, self.profile, self.clips("train", cfg.corpus), self.clap(), out, val=val,
+                     progress=self.progress, snapshots=snapshots, text_cache=self.text_cache_path())
 
     def _shorter_runs(self, cfg: RunConfig) -> list[Path]:
         """Cached runs of ``cfg`` with fewer steps, longest first."""
@@ -305,7 +302,7 @@ class Study:
         shutil.copyfile(model_path, dest)
         run_dir = self.results / "runs" / name
         run_dir.mkdir(parents=True, exist_ok=True)
-        for f in ("log.csv", "config.json", "labelled_clips.json"):
+        for f in ("log.csv", "val.csv", "selection.json", "config.json", "labelled_clips.json"):
             if (model_path.parent / f).exists():
                 shutil.copyfile(model_path.parent / f, run_dir / f)
         return dest

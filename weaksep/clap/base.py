@@ -8,10 +8,13 @@ which the bi-modal contrastive loss needs.
 from __future__ import annotations
 
 from abc import abstractmethod
+from pathlib import Path
 
 import torch
 import torchaudio
 from torch import Tensor, nn
+
+from ..io import atomic_torch_save, safe_torch_load
 
 DEFAULT_TEMPLATE = "The sound of {entity}"
 
@@ -33,7 +36,9 @@ class ClapBackend(nn.Module):
         if "{entity}" not in prompt_template:
             raise ValueError(f"prompt template {prompt_template!r} must contain '{{entity}}'")
         self.prompt_template = prompt_template
-        self._text_cache: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+        # Prompt -> embedding (D,), and prompt -> token states (L, H), both on the CPU.
+        self._text_cache: dict[str, Tensor] = {}
+        self._state_cache: dict[str, Tensor] = {}
 
     # --- to implement ---------------------------------------------------
     @abstractmethod
@@ -66,27 +71,23 @@ class ClapBackend(nn.Module):
         # batch-norm statistics updates) when the separator does.
         return super().train(False)
 
-    @torch.no_grad()
-    def _cached_text(self, texts: list[str], template: bool) -> tuple[Tensor, Tensor, Tensor]:
+    def _prompts(self, texts: list[str], template: bool) -> list[str]:
         if any(not isinstance(t, str) or not t.strip() for t in texts):
             raise ValueError(f"text prompts must be non-empty strings, got {texts!r}")
-        prompts = [self.prompt(t) if template else t for t in texts]
-        missing = sorted({p for p in prompts if p not in self._text_cache})
-        if missing:
-            emb, states, mask = self._encode_text(missing)
-            for i, p in enumerate(missing):
+        return [self.prompt(t) if template else t for t in texts]
+
+    @torch.no_grad()
+    def _encode_missing(self, prompts: list[str], need_states: bool) -> None:
+        """Encode the prompts not yet cached (embeddings always, token states when asked)."""
+        missing = sorted({p for p in prompts if p not in self._text_cache or (need_states and p not in self._state_cache)})
+        if not missing:
+            return
+        emb, states, mask = self._encode_text(missing)
+        for i, p in enumerate(missing):
+            self._text_cache[p] = emb[i].detach().float().cpu()
+            if need_states:
                 n = int(mask[i].sum())
-                self._text_cache[p] = (emb[i].cpu(), states[i, :n].cpu(), mask[i, :n].cpu())
-        device = self._device()
-        embs = torch.stack([self._text_cache[p][0] for p in prompts]).to(device)
-        length = max(self._text_cache[p][1].shape[0] for p in prompts)
-        states = torch.zeros(len(prompts), length, self.text_state_dim)
-        mask = torch.zeros(len(prompts), length, dtype=torch.bool)
-        for i, p in enumerate(prompts):
-            s = self._text_cache[p][1]
-            states[i, : s.shape[0]] = s
-            mask[i, : s.shape[0]] = True
-        return embs, states.to(device), mask.to(device)
+                self._state_cache[p] = states[i, :n].detach().cpu()
 
     def embed_text(self, texts: list[str], template: bool = True) -> Tensor:
         """Texts -> (B, D) L2-normalised embeddings (no gradient; cached per prompt).
@@ -94,12 +95,44 @@ class ClapBackend(nn.Module):
         With ``template`` each text is an entity put into the prompt template
         ("The sound of violin"); without, the text is used as it is.
         """
-        return self._cached_text(list(texts), template)[0]
+        prompts = self._prompts(list(texts), template)
+        self._encode_missing(prompts, need_states=False)
+        return torch.stack([self._text_cache[p] for p in prompts]).to(self._device())
 
     def text_states(self, texts: list[str], template: bool = True) -> tuple[Tensor, Tensor]:
         """Texts -> token states (B, L, H) and their mask (B, L), True on real tokens."""
-        _, states, mask = self._cached_text(list(texts), template)
-        return states, mask
+        prompts = self._prompts(list(texts), template)
+        self._encode_missing(prompts, need_states=True)
+        length = max(self._state_cache[p].shape[0] for p in prompts)
+        states = torch.zeros(len(prompts), length, self.text_state_dim)
+        mask = torch.zeros(len(prompts), length, dtype=torch.bool)
+        for i, p in enumerate(prompts):
+            s = self._state_cache[p]
+            states[i, : s.shape[0]] = s
+            mask[i, : s.shape[0]] = True
+        device = self._device()
+        return states.to(device), mask.to(device)
+
+    # --- a text-embedding cache shared by runs ------------------------------
+    def load_text_cache(self, path: str | Path) -> int:
+        """Add the embeddings saved at ``path`` (if it exists) to the cache; returns how many."""
+        path = Path(path)
+        if not path.exists():
+            return 0
+        saved = safe_torch_load(path, "text-embedding cache")
+        prompts, emb = saved["prompts"], saved["embeddings"]
+        if emb.shape != (len(prompts), self.embed_dim):
+            raise ValueError(f"text-embedding cache {path} holds {tuple(emb.shape)} embeddings, "
+                             f"expected ({len(prompts)}, {self.embed_dim}); delete it")
+        for p, e in zip(prompts, emb):
+            self._text_cache.setdefault(p, e)
+        return len(prompts)
+
+    def save_text_cache(self, path: str | Path) -> None:
+        """Save every cached embedding (not the token states) to ``path``, atomically."""
+        prompts = sorted(self._text_cache)
+        atomic_torch_save({"prompts": prompts, "embeddings": torch.stack([self._text_cache[p] for p in prompts])
+                           if prompts else torch.zeros(0, self.embed_dim)}, path)
 
     def embed_audio(self, wav: Tensor, sample_rate: int) -> Tensor:
         """Waveforms (B, T) at ``sample_rate`` Hz -> (B, D) L2-normalised embeddings.
