@@ -1,5 +1,7 @@
-# weaksep: `make reproduce` runs the study, `make test` runs the tests,
-# `make ablations` the ablations of notebook 07 (after the study: it reuses its runs).
+# weaksep: `make reproduce` runs the study, `make test` runs the tests (lint, unit tests,
+# every notebook at the smoke profile, their outputs and the committed results),
+# `make test-unit` the fast unit tests only, `make ablations` the ablations of notebook 07.
+# DATA=DIR: a folder of manifests or a MUSIC / VGGSound / AudioCaps root instead of the rendered corpora.
 # Each sets up .venv first; re-running setup when nothing changed takes seconds.
 
 PYTHON ?= python3
@@ -9,12 +11,12 @@ STAMP := $(VENV)/.weaksep-installed
 PROFILE ?= quick
 DATA ?=
 CLAP_CKPT ?=
-NB_PARAMS := -p profile $(PROFILE) $(if $(DATA),-p data_root $(DATA)) $(if $(CLAP_CKPT),-p clap_checkpoint $(CLAP_CKPT))
+NB_PARAMS := -p profile $(PROFILE) $(if $(DATA),-p data $(abspath $(DATA))) $(if $(CLAP_CKPT),-p clap_checkpoint $(abspath $(CLAP_CKPT)))
 RESULTS := results$(if $(filter-out quick,$(PROFILE)),/$(PROFILE))
-STUDY_NOTEBOOKS := 00_pretrain_clap 01_two_source 02_three_source 03_four_source 04_semi_supervised 05_summary 06_try_it
+STUDY_NOTEBOOKS := 00_pretrain_clap 01_two_source 02_three_source 03_four_source 04_semi_supervised 08_captioned_events 05_summary 06_try_it
 SOURCES := $(wildcard weaksep/*.py weaksep/*/*.py)
 
-.PHONY: setup test test-unit test-notebooks reproduce ablations figures bench clean
+.PHONY: setup lint test test-unit reproduce ablations confidence figures bench clean
 
 setup: $(STAMP)
 
@@ -25,7 +27,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: setup
+lint: setup
+	$(BIN)/ruff check weaksep tests
+	$(BIN)/ruff format --check weaksep tests
+
+test-unit: setup
+	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q -m "not slow" tests
+
+test: setup lint
 	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q tests
 	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax notebooks
 	WEAKSEP_PROFILE=smoke WEAKSEP_CHECK_NOTEBOOK_OUTPUTS=1 $(BIN)/python -m pytest -q tests/test_notebook_outputs.py
@@ -48,18 +57,26 @@ $(STAMPS)/%.done: notebooks/%.ipynb $(SOURCES) | setup
 	touch $@
 
 # Later notebooks read the earlier ones' results.
-$(foreach nb,01_two_source 02_three_source 03_four_source 04_semi_supervised,$(STAMPS)/$(nb).done): $(STAMPS)/00_pretrain_clap.done
-$(STAMPS)/05_summary.done: $(foreach nb,01_two_source 02_three_source 03_four_source 04_semi_supervised,$(STAMPS)/$(nb).done)
+$(foreach nb,01_two_source 02_three_source 03_four_source 04_semi_supervised 08_captioned_events,$(STAMPS)/$(nb).done): $(STAMPS)/00_pretrain_clap.done
+$(STAMPS)/05_summary.done: $(foreach nb,01_two_source 02_three_source 03_four_source 04_semi_supervised 08_captioned_events,$(STAMPS)/$(nb).done)
 # The ablations (about an hour more at quick) reuse the runs of 01-04, cached by config
 # hash; the summary is then run again to link their tables.
 $(STAMPS)/07_ablations.done: $(foreach nb,01_two_source 02_three_source 04_semi_supervised,$(STAMPS)/$(nb).done)
 $(STAMPS)/06_try_it.done: $(STAMPS)/01_two_source.done
 
+# The level of the CLAP's mixture-to-prompt score below which `weaksep separate` warns that a
+# prompted sound may be absent, measured on the test mixtures (weaksep/confidence.py).
+confidence: setup $(STAMPS)/00_pretrain_clap.done
+	$(BIN)/python -m weaksep.confidence --profile $(PROFILE) --no-progress $(if $(CLAP_CKPT),--clap-checkpoint $(abspath $(CLAP_CKPT)))
+
 figures: setup
 	$(BIN)/python -m weaksep.plots $(RESULTS)
 
+# Training steps are timed beside those of BENCH_BEFORE (the commit before the speed-up of
+# issue 11), checked out into .cache/bench, in alternating fresh processes.
+BENCH_BEFORE ?= efaac6a
 bench: setup
-	$(BIN)/python -m weaksep.bench
+	$(BIN)/python -m weaksep.bench --before $(BENCH_BEFORE)
 
 clean:
 	rm -rf .cache results/smoke results/paper .pytest_cache

@@ -1,5 +1,6 @@
 """The ablation machinery: run identities, training on from a shorter run, the mixture-text option,
 CLAP recognition of estimates, and the ablation tables with their paired differences."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,21 @@ import pandas as pd
 import pytest
 import torch
 
-from weaksep.ablations import ABLATION_COLUMNS, add_verdicts, load_ablation, paired_difference, sdr_view, \
-    summarise_ablation, save_ablation, verdict
+from weaksep.ablations import (
+    ABLATION_COLUMNS,
+    add_verdicts,
+    load_ablation,
+    paired_difference,
+    save_ablation,
+    sdr_view,
+    summarise_ablation,
+    verdict,
+)
 from weaksep.checkpoint import read_checkpoint
 from weaksep.data import MixtureSampler
 from weaksep.metrics import clap_scores
-from weaksep.train import RunConfig, _entity_means, compute_losses, same_run
+from weaksep.objective import _entity_means, weak_terms
+from weaksep.runs import RunConfig, same_run
 
 
 # --------------------------------------------------------------------------- run identity
@@ -22,7 +32,6 @@ def test_a_field_added_later_keeps_old_runs_identity(smoke_study):
     cfg = smoke_study.run_config("unsup", 2)
     old = {k: v for k, v in cfg.to_dict().items() if k != "mixture_text"}  # a config saved before the field existed
     assert same_run(old, cfg)
-    assert "mixture_text" not in cfg.identity()
     other = smoke_study.run_config("unsup", 2, mixture_text="entity_mean")
     assert not same_run(old, other) and other.identity()["mixture_text"] == "entity_mean"
     assert smoke_study.run_dir(cfg) != smoke_study.run_dir(other)
@@ -35,15 +44,22 @@ def _weights(path):
     return read_checkpoint(path)["model"]
 
 
+@pytest.mark.slow  # trains three short runs: about 30 s on 2 cores
 def test_a_longer_run_trains_on_from_the_shorter_one_to_the_same_weights(smoke_study, tmp_path):
     from weaksep.study import Study
 
-    study = Study(smoke_study.profile, data_root=tmp_path / "cache", results_dir=tmp_path / "results",
-                  clap_checkpoint=smoke_study.clap_info()["checkpoint"], progress=False)
+    study = Study(
+        smoke_study.profile,
+        data_root=tmp_path / "cache",
+        results_dir=tmp_path / "results",
+        clap_checkpoint=smoke_study.clap_checkpoint,
+        progress=False,
+    )
     # The reference: 8 steps from scratch in a folder of its own (no shorter run to start from).
-    scratch = _weights(study.train("weak", 2, steps=8, out_dir=tmp_path / "scratch"))
-    short = study.train("weak", 2, steps=4)
-    longer = study.train("weak", 2, steps=8, snapshots=True)
+    # Without validation every call returns its last weights (model.pt), the ones compared here.
+    scratch = _weights(study.train("weak", 2, steps=8, out_dir=tmp_path / "scratch", validate=False))
+    short = study.train("weak", 2, steps=4, validate=False)
+    longer = study.train("weak", 2, steps=8, snapshots=True, validate=False)
     assert longer.parent != short.parent
     log = pd.read_csv(longer.parent / "log.csv")
     assert log["step"].tolist() == list(range(8))  # the first 4 rows come from the shorter run
@@ -75,14 +91,19 @@ def test_entity_mean_replaces_the_caption_query(smoke_study):
     # The caption sentence is another vector: the option changes what the model is asked.
     assert not torch.allclose(clap.embed_text([batch.texts[1][0]])[0], expected, atol=1e-3)
 
-    from weaksep.model import Separator
-    from weaksep.train import separator_config
+    from weaksep.train import build_separator
 
     torch.manual_seed(0)
-    model = Separator(separator_config(smoke_study.profile, clap))
-    sentence = compute_losses(model, clap, batch, smoke_study.run_config("unsup", 2), smoke_study.profile.sample_rate)
-    mean = compute_losses(model, clap, batch, smoke_study.run_config("unsup", 2, mixture_text="entity_mean"),
-                          smoke_study.profile.sample_rate)
+    cfg = smoke_study.run_config("unsup", 2)
+    model = build_separator(cfg, smoke_study.profile, clap, smoke_study.clips("train"))
+    sentence = weak_terms(model, clap, batch, cfg, smoke_study.profile.sample_rate)
+    mean = weak_terms(
+        model,
+        clap,
+        batch,
+        smoke_study.run_config("unsup", 2, mixture_text="entity_mean"),
+        smoke_study.profile.sample_rate,
+    )
     assert float(sentence["loss_unsup"]) != float(mean["loss_unsup"])
 
 
@@ -101,6 +122,7 @@ def test_clap_scores_name_the_top_class(smoke_study):
         clap_scores(clap, wav[:1], ["theremin"], classes, smoke_study.profile.sample_rate)
 
 
+@pytest.mark.slow  # trains and evaluates: about 20 s on 2 cores
 def test_evaluate_with_clean_scores_the_clap_on_clean_sources(smoke_study, tmp_path):
     path = smoke_study.train("unsup", 2, steps=2, out_dir=tmp_path / "u")
     rows = smoke_study.evaluate({"unsup": path}, 2, "test", with_clean=True)
@@ -120,9 +142,23 @@ def _rows(rng, settings, n=2, items=30, shift=None):
         for k in range(items):
             for q in range(n):
                 sdr = base[k, q] + shift.get(s, 0.0) + rng.normal(0, 0.1)
-                out.append({"setting": s, "run": s, "regime": "weak" if s != "unsup" else "unsup", "label_fraction": 0.0,
-                            "n_sources": n, "item": k, "query": q, "sdr": sdr, "sir": sdr, "sar": sdr,
-                            "sdri": sdr, "si_sdr": sdr, "clap_top1": float(q == 0)})
+                out.append(
+                    {
+                        "setting": s,
+                        "run": s,
+                        "regime": "weak" if s != "unsup" else "unsup",
+                        "label_fraction": 0.0,
+                        "n_sources": n,
+                        "item": k,
+                        "query": q,
+                        "sdr": sdr,
+                        "sir": sdr,
+                        "sar": sdr,
+                        "sdri": sdr,
+                        "si_sdr": sdr,
+                        "clap_top1": float(q == 0),
+                    }
+                )
     return pd.DataFrame(out)
 
 
@@ -170,10 +206,15 @@ def test_ablation_figures_and_summary_links(tmp_path):
     rng = np.random.default_rng(2)
     rows = _rows(rng, ["unsup", "w=0.1", "w=1"], n=3)
     for section, values in (("loss", None), ("weight", {"w=0.1": 0.1, "w=1": 1.0})):
-        save_ablation(summarise_ablation(rows, section, "smoke", "unsup", values), tmp_path / f"07_ablations_{section}.csv")
+        save_ablation(
+            summarise_ablation(rows, section, "smoke", "unsup", values), tmp_path / f"07_ablations_{section}.csv"
+        )
     pngs = plot_ablation(tmp_path / "07_ablations_weight.csv", tmp_path / "figures")
-    assert [p.name for p in pngs] == ["07_ablations_weight.png", "07_ablations_weight_paired.png",
-                                      "07_ablations_weight_clap_top1.png"]
+    assert [p.name for p in pngs] == [
+        "07_ablations_weight.png",
+        "07_ablations_weight_paired.png",
+        "07_ablations_weight_clap_top1.png",
+    ]
     assert all(p.stat().st_size > 1000 for p in pngs)
     out = redraw_all(tmp_path)
     assert (tmp_path / "figures" / "07_ablations_loss.png") in out["figures"]
@@ -182,12 +223,273 @@ def test_ablation_figures_and_summary_links(tmp_path):
 
 
 def test_command_line_ablation_switches(smoke_study, tmp_path):
-    from weaksep.train import main
+    from weaksep.cli import main
 
     out = tmp_path / "run"
-    assert main(["--regime", "weak", "--profile", "smoke", "--out", str(out), "--steps", "2", "--no-progress",
-                 "--data-root", str(smoke_study.cache), "--clap-checkpoint", smoke_study.clap_info()["checkpoint"],
-                 "--no-contrastive", "--mixture-text", "entity_mean"]) == 0
+    args = ["train", "--regime", "weak", "--profile", "smoke", "--out", str(out), "--steps", "2", "--no-progress"]
+    args += ["--data-root", str(smoke_study.cache), "--clap-checkpoint", str(smoke_study.clap_checkpoint)]
+    assert main([*args, "--no-validate", "--no-contrastive", "--mixture-text", "entity_mean"]) == 0
     cfg = json.loads((out / "config.json").read_text())
-    assert (cfg["contrastive"], cfg["consistency"], cfg["mixture_text"], cfg["steps"]) == (False, True, "entity_mean", 2)
+    assert (cfg["contrastive"], cfg["consistency"], cfg["mixture_text"], cfg["steps"]) == (
+        False,
+        True,
+        "entity_mean",
+        2,
+    )
     assert "loss_contrastive" not in pd.read_csv(out / "log.csv").dropna(axis=1, how="all").columns
+
+
+# --------------------------------------------------------------------------- plans
+def test_every_profile_has_an_ablation_plan_and_overrides_are_checked():
+    from weaksep.profiles import ABLATION_PLANS, PROFILES, AblationPlan, get_ablation_plan
+
+    assert set(ABLATION_PLANS) == set(PROFILES)
+    assert all(plan.name == name for name, plan in ABLATION_PLANS.items())
+    plan = get_ablation_plan("smoke", weights=[0.0, 1.0], fraction_seeds=[0, 1])
+    assert plan.weights == (0.0, 1.0) and plan.fraction_seeds == (0, 1)  # papermill's lists become tuples
+    assert get_ablation_plan("smoke") is ABLATION_PLANS["smoke"]
+    assert json.loads(json.dumps(plan.to_dict()))["weights"] == [0.0, 1.0]
+    with pytest.raises(ValueError, match="unknown ablation-plan setting"):
+        get_ablation_plan("smoke", weight=[1.0])
+    with pytest.raises(ValueError, match="no ablation plan"):
+        get_ablation_plan("huge")
+    with pytest.raises(ValueError, match="fractions"):
+        AblationPlan("x", fractions=(0.0, 0.5))
+    with pytest.raises(ValueError, match="weaker_clap_share"):
+        AblationPlan("x", weaker_clap_share=1.0)
+
+
+def test_the_quick_plan_is_the_one_the_committed_tables_were_made_with():
+    from pathlib import Path
+
+    from weaksep.profiles import get_ablation_plan
+
+    configs = Path(__file__).resolve().parent.parent / "results" / "configs"
+    plan = get_ablation_plan("quick")
+    cfg = {
+        s: json.loads((configs / f"07_ablations_{s}.json").read_text())
+        for s in ("weight", "fraction", "loss", "length")
+    }
+    assert cfg["weight"]["weights"] == list(plan.weights) and cfg["weight"]["sources"] == plan.weight_sources
+    assert cfg["fraction"]["fractions"] == list(plan.fractions) and cfg["fraction"]["seeds"] == list(
+        plan.fraction_seeds
+    )
+    assert cfg["loss"]["sources"] == list(plan.loss_sources)
+    assert cfg["length"]["steps"] == cfg["length"]["profile"]["steps"] * plan.length_factor
+
+
+# --------------------------------------------------------------------------- settings, choices, coverage
+def _val_rows(means: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"setting": s, "sdr": v} for s, vs in means.items() for v in vs])
+
+
+def test_the_weight_is_chosen_on_the_best_mean_validation_sdr():
+    from weaksep.ablations import choose_on_validation, weight_setting
+
+    assert [weight_setting(w) for w in (0.0, 0.125, 0.5, 2.0)] == ["w=0", "w=0.125", "w=0.5", "w=2"]
+    rows = _val_rows({"unsup": [9.0, 9.0], "w=0": [0.0, 1.0], "w=0.5": [3.0, 2.0], "w=2": [4.0, 0.0]})
+    chosen, means = choose_on_validation(rows, {"w=0": 0.0, "w=0.5": 0.5, "w=2": 2.0})
+    assert chosen == 0.5 and means == {0.0: 0.5, 0.5: 2.5, 2.0: 2.0}  # unsup is not a candidate
+    tie = _val_rows({"w=0.5": [1.0], "w=2": [1.0]})
+    assert choose_on_validation(tie, {"w=2": 2.0, "w=0.5": 0.5})[0] == 2.0  # a tie goes to the first candidate
+    nan = _val_rows({"w=0.5": [1.0, float("nan")], "w=2": [0.5]})
+    assert choose_on_validation(nan, {"w=0.5": 0.5, "w=2": 2.0}) == (
+        0.5,
+        {0.5: 1.0, 2.0: 0.5},
+    )  # a silent query is left out
+    with pytest.raises(ValueError, match=r"\['w=1'\] have no finite sdr"):
+        choose_on_validation(tie, {"w=0.5": 0.5, "w=1": 1.0})
+
+
+def test_a_chosen_weight_other_than_the_default_is_also_tested_at_two_sources():
+    from weaksep.ablations import weight_test_sources
+
+    assert weight_test_sources(3, 0.5, 0.5) == [3]
+    assert weight_test_sources(3, 2.0, 0.5) == [2, 3]
+    assert weight_test_sources(2, 2.0, 0.5) == [2]
+
+
+def test_fraction_settings_and_their_class_coverage():
+    from weaksep.ablations import covers_a_mixture_of_mixtures, fraction_setting, labelled_classes, plan_fractions
+    from weaksep.data import labelled_subset
+
+    assert fraction_setting("sup", 0.05, 0, False) == "sup@5%"
+    assert fraction_setting("semi", 0.01, 2, True) == "semi@1% s2"
+    assert fraction_setting("sup", 1.0, 0, False) == "sup@100%"
+    labels = [c for c in "abcdef" for _ in range(10)]  # 6 classes x 10 clips
+    assert labelled_classes(labels, 1.0, 0) == set("abcdef")
+    picked = labelled_subset(len(labels), 0.05, 3)
+    assert len(picked) == 3 and labelled_classes(labels, 0.05, 3) == {labels[i] for i in picked}
+    assert covers_a_mixture_of_mixtures(set("abcd"), 2) and not covers_a_mixture_of_mixtures(set("abc"), 2)
+
+    runs, notes = plan_fractions(labels, [0.02, 0.5, 1.0], [0], 2)
+    # 2 % of 60 clips is one clip, one class: no mixture of mixtures (4 classes at N = 2) can be drawn.
+    assert len(notes) == 1 and notes[0].startswith("fraction 0.02 (seed 0): the labelled clips cover 1 classes")
+    assert [(r.fraction, r.sup, r.semi) for r in runs] == [(0.5, "sup@50%", "semi@50%"), (1.0, "sup@100%", None)]
+    runs, notes = plan_fractions(labels, [0.5], [0, 1], 3)
+    assert [(r.seed, r.sup, r.semi) for r in runs if r.fraction == 0.5] == [
+        (0, "sup@50% s0", "semi@50% s0"),
+        (1, "sup@50% s1", "semi@50% s1"),
+    ]
+    assert not notes
+
+
+def test_clap_variants_and_their_rows():
+    from weaksep.ablations import clap_variant_rows, clap_variant_steps
+
+    assert clap_variant_steps(1000, 0.1) == {"CLAP 1000 steps": 1000, "CLAP 100 steps": 100, "CLAP untrained": 0}
+    with pytest.raises(ValueError, match="weaker CLAP"):
+        clap_variant_steps(5, 0.1)  # 0 steps would be the untrained tower twice
+    rows = pd.DataFrame({"run": ["weak · X", "mixture", "clean", "weak · X"], "sdr": [1.0, 0.0, np.nan, 2.0]})
+    out = clap_variant_rows(rows, "X")
+    assert out["run"].tolist() == ["weak · X", "clean · X", "weak · X"]
+    assert rows["run"].tolist()[2] == "clean"  # the caller's rows are not changed
+
+
+def test_training_length_settings_pair_weak_with_unsup_at_the_same_step():
+    from weaksep.ablations import by_run, snapshot_settings
+
+    runs, values, pairs = snapshot_settings({"unsup": {10: "u10", 20: "u20"}, "weak": {10: "w10", 20: "w20"}})
+    assert list(runs.items()) == [("unsup @10", "u10"), ("unsup @20", "u20"), ("weak @10", "w10"), ("weak @20", "w20")]
+    assert values == {"unsup @10": 10, "unsup @20": 20, "weak @10": 10, "weak @20": 20}
+    assert pairs == {"weak @10": "unsup @10", "weak @20": "unsup @20"}
+    _, _, pairs = snapshot_settings({"unsup": {10: "u10"}, "weak": {10: "w10", 15: "w15"}})
+    assert pairs == {"weak @10": "unsup @10"}  # a step unsup lacks has no reference
+    assert by_run(pd.DataFrame({"run": ["a", "b"]}))["setting"].tolist() == ["a", "b"]
+
+
+# --------------------------------------------------------------------------- the sections, on a study without models
+class _FakeStudy:
+    """What the sections need of a Study: training returns a name, evaluation rows whose SDR depends
+    on the run's name (``score``), and write_ablation summarises them as the real one does."""
+
+    def __init__(self, tmp_path, score, backend="proxy"):
+        from weaksep.profiles import get_profile
+
+        self.profile, self.clap_backend, self.score = get_profile("smoke"), backend, score
+        self.cache = self.results = tmp_path
+        self.manifests, self.progress, self.clap_checkpoint = None, False, None
+        self.trained, self.written = [], {}
+
+    def train(self, regime, n_sources, seed=0, **overrides):
+        name = f"{regime} n{n_sources} s{seed}" + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
+        self.trained.append(name)
+        return name
+
+    def evaluate(self, runs, n_sources, split="test", with_clean=False):
+        rows = []
+        for run, model in [*runs.items(), ("mixture", None), *([("clean", None)] if with_clean else [])]:
+            for item in range(4):
+                for q in range(n_sources):
+                    sdr = np.nan if run == "clean" else (0.0 if model is None else self.score(model)) + 0.1 * item + q
+                    rows.append(
+                        {
+                            "run": run,
+                            "item": item,
+                            "query": q,
+                            "sdr": sdr,
+                            "sir": sdr,
+                            "sar": sdr,
+                            "sdri": sdr,
+                            "si_sdr": sdr,
+                            "clap_top1": float(q == 0),
+                            "n_sources": n_sources,
+                            "regime": run.split()[0] if model else run,
+                            "label_fraction": 0.0,
+                            "split": split,
+                        }
+                    )
+        return pd.DataFrame(rows)
+
+    def write_ablation(self, section, rows, reference=None, values=None, config=None):
+        table = summarise_ablation(rows, section, self.profile.name, reference, values)
+        self.written[section] = (rows, config)
+        return table
+
+    def clips(self, split):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(labels=[c for c in "abcdefghijk" for _ in range(8)])  # 11 classes x 8 clips
+
+    def snapshots(self, model):
+        return {10: f"{model} @10", 20: f"{model} @20"}
+
+
+def test_the_weight_sections_choose_on_validation_and_test_the_choice(tmp_path):
+    from weaksep.ablation_runs import weight_section, weight_test_section
+    from weaksep.profiles import get_ablation_plan
+
+    plan = get_ablation_plan("smoke")
+    study = _FakeStudy(tmp_path, lambda m: 3.0 if "contrastive_weight=2.0" in m else 1.0)
+    val = weight_section(study, plan)
+    rows, config = study.written["weight"]
+    assert set(rows["split"]) == {"val"} and val.chosen["weight"] == 2.0
+    assert "weak n3 s0 contrastive=False" in study.trained  # weight 0 is the contrastive term switched off
+    assert (
+        config["values"] == {"w=0": 0.0, "w=0.125": 0.125, "w=0.5": 0.5, "w=2": 2.0}
+        and config["plan"]["name"] == "smoke"
+    )
+    assert val.table.loc[val.table["setting"] == "w=2", "paired_vs"].iloc[0] == "w=0.5"
+    test = weight_test_section(study, plan, val.chosen["weight"])
+    assert set(study.written["weight_test"][0]["split"]) == {"test"}
+    assert sorted(test.table["n_sources"].unique()) == [2, 3]  # the choice differs from the default
+    diff = test.table.query("setting == 'chosen w=2' and metric == 'sdr'")["paired_diff"]
+    assert diff.tolist() == pytest.approx([2.0, 2.0])
+
+
+def test_the_fraction_and_length_sections_pair_their_settings(tmp_path):
+    from weaksep.ablation_runs import fraction_section, length_section
+    from weaksep.profiles import get_ablation_plan
+
+    study = _FakeStudy(tmp_path, lambda m: 2.0 if m.startswith("semi") or m.startswith("weak") else 1.0)
+    plan = get_ablation_plan("smoke")
+    frac = fraction_section(study, plan)
+    assert len(frac.notes) == 1 and frac.notes[0].startswith("fraction 0.01")  # 1 % of 88 clips: one class
+    sdr = frac.table[frac.table["metric"] == "sdr"].set_index("setting")
+    assert list(sdr.index) == ["unsup", "sup@5%", "semi@5%", "sup@25%", "semi@25%", "sup@100%", "mixture"]
+    assert sdr.loc["semi@25%", "paired_vs"] == "sup@25%" and sdr.loc["semi@25%", "paired_diff"] == pytest.approx(1.0)
+    assert sdr.loc["sup@100%", "value"] == 1.0 and np.isnan(sdr.loc["unsup", "value"])
+    length = length_section(study, plan)
+    sdr = length.table[length.table["metric"] == "sdr"].set_index("setting")
+    assert list(sdr.index) == ["unsup @10", "unsup @20", "weak @10", "weak @20"]  # no mixture row
+    assert sdr.loc["weak @20", "paired_vs"] == "unsup @20" and sdr.loc["weak @20", "value"] == 20
+    assert (
+        f"unsup n3 s0 snapshots=True steps={study.profile.steps * plan.length_factor} validate=False" in study.trained
+    )
+
+
+def test_the_loss_text_and_clap_sections(tmp_path, monkeypatch):
+    import weaksep.study
+    from weaksep.ablation_runs import clap_section, loss_section, text_section
+    from weaksep.profiles import get_ablation_plan
+
+    plan = get_ablation_plan("smoke")
+    study = _FakeStudy(tmp_path, lambda m: 0.0 if m.startswith("unsup") else 1.0)
+    loss = loss_section(study, plan)
+    assert sorted(loss.table["n_sources"].unique()) == [2, 3]
+    assert "weak n3 s0 consistency=False" in study.trained and "sup n2 s0" in study.trained
+    assert "clean" in set(loss.table["setting"])
+    text = text_section(study, plan)
+    assert set(text.table["setting"]) == {"sentence", "entity mean", "mixture"}
+    assert "unsup n3 s0 mixture_text=entity_mean" in study.trained
+
+    assert clap_section(_FakeStudy(tmp_path, len, backend="laion"), plan).table is None
+    study.clap = lambda: setattr(study, "clap_checkpoint", "default.pt")
+    study.clap_variant = lambda steps: f"clap-{steps}.pt"
+    accuracy = {"default.pt": 0.9, "clap-12.pt": 0.5, "clap-0.pt": 0.1}
+    monkeypatch.setattr(weaksep.study, "Study", lambda *a, clap_checkpoint, **k: _FakeStudy(tmp_path, lambda m: 1.0))
+    monkeypatch.setattr(
+        weaksep.study, "clap_card_of", lambda p: {"zero_shot_accuracy": accuracy[p], "mixture_map": 0.5}
+    )
+    clap = clap_section(study, plan)
+    assert list(dict.fromkeys(clap.table["setting"])) == [
+        "unsup",
+        "mixture",
+        "weak · CLAP 120 steps",
+        "clean · CLAP 120 steps",
+        "weak · CLAP 12 steps",
+        "clean · CLAP 12 steps",
+        "weak · CLAP untrained",
+        "clean · CLAP untrained",
+    ]
+    assert study.written["clap"][1]["values"]["clean · CLAP 12 steps"] == 0.5 and len(clap.notes) == 3

@@ -10,19 +10,20 @@ import pandas as pd
 import pytest
 
 from weaksep.metrics import TABLE_COLUMNS
+from weaksep.paths import default_results_dir
 from weaksep.profiles import get_profile
-from weaksep.study import default_results_dir
 
 pytestmark = pytest.mark.skipif(not os.environ.get("WEAKSEP_CHECK_NOTEBOOK_OUTPUTS"),
                                 reason="checks the outputs of the nbval run of `make test`")
 
-RESULTS = default_results_dir(get_profile("smoke"))
+RESULTS = default_results_dir("smoke")
 EXPECTED = {  # notebook -> (table, N, {(regime, label_fraction)})
     "01_two_source": ("two_source", 2, {("mixture", 0.0), ("unsup", 0.0), ("weak", 0.0), ("sup", 1.0)}),
     "02_three_source": ("three_source", 3, {("mixture", 0.0), ("unsup", 0.0), ("weak", 0.0), ("sup", 1.0)}),
     "03_four_source": ("four_source", 4, {("mixture", 0.0), ("unsup", 0.0), ("weak", 0.0), ("sup", 1.0)}),
     "04_semi_supervised": ("semi_supervised", 2, {("mixture", 0.0), ("sup", 0.25), ("semi", 0.25),
                                                   ("sup", 1.0), ("weak", 0.0)}),
+    "08_captioned_events": ("captioned_events", 2, {("mixture", 0.0), ("unsup", 0.0), ("weak", 0.0), ("sup", 1.0)}),
 }
 
 
@@ -46,7 +47,12 @@ def test_clap_card_and_summary():
     card = json.loads((RESULTS / "clap_card.json").read_text())
     assert 0 <= card["zero_shot_accuracy"] <= 1 and 0 <= card["mixture_map"] <= 1
     summary = pd.read_csv(RESULTS / "summary.csv")
-    assert len(summary) == 6 and summary["paper"].notna().all()
+    from weaksep.summary import PAPER_CLAIMS
+
+    assert len(summary) == 2 * len(PAPER_CLAIMS) and set(summary["metric"]) == {"sdr", "si_sdr"}
+    assert summary["verdict"].isin(["reproduced", "not reproduced", "inconclusive", "not comparable"]).all()
+    assert (summary["ci_low"] <= summary["ci_high"]).all()
+    assert (RESULTS / "08_caption_parser.csv").exists()
 
 
 ABLATIONS = {  # section -> settings every smoke run of 07_ablations must have written

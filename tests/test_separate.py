@@ -1,27 +1,42 @@
-"""Separating long, resampled, stereo inputs: windows stitched without seams, lengths and channels kept."""
+"""Separating long, resampled, stereo inputs: windows stitched without seams, lengths and channels kept;
+many inputs in one call, the residual, the output folders and the scores."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
 from weaksep.model import Separator, SeparatorConfig
-from weaksep.separate import crossfade_window, overlap_add, separate_waveform, window_count, write_outputs
+from weaksep.separate import (LoadedSeparator, audio_extensions, crossfade_window, expand_inputs, input_folder_names,
+                              output_paths, overlap_add, separate_files, separate_waveform, window_count,
+                              write_outputs)
 
 MODEL_RATE, WINDOW = 8000, 2048
 D = 16
 
 
 class StubClap:
-    """Just what separate_waveform asks of a CLAP: fixed text embeddings."""
+    """Just what separate_waveform and the scores ask of a CLAP: fixed text embeddings, spectral audio ones."""
 
     embed_dim = D
+    prompt_template = "The sound of {entity}"
 
     def embed_text(self, texts, template=True):
         g = torch.Generator().manual_seed(len(texts))
         return torch.nn.functional.normalize(torch.randn(len(texts), D, generator=g), dim=-1)
+
+    def embed_audio(self, wav, sample_rate):
+        bands = torch.fft.rfft(wav.float()).abs()[:, 1:].tensor_split(D, dim=-1)  # D bands of the spectrum
+        return torch.nn.functional.normalize(torch.stack([b.mean(-1) for b in bands], -1) + 1e-6, dim=-1)
+
+    def _device(self):
+        return torch.device("cpu")
 
 
 def _separator(identity: bool) -> Separator:
@@ -203,3 +218,151 @@ def test_positional_call_with_the_default_window():
     y = separate_waveform(model, clap, x, 44100, ["violin"], MODEL_RATE, False)
     assert y.shape == (1, 1, 44100)
     assert (y[0, :, 1000:-1000] - x[:, 1000:-1000]).abs().max() < 1e-2
+
+
+# --------------------------------------------------------------------------- many inputs
+def _stub_separator(identity: bool = False) -> LoadedSeparator:
+    return LoadedSeparator(_separator(identity), StubClap(), MODEL_RATE, WINDOW, {}, Path("stub.pt"), Path("no-clap"))
+
+
+def _write(path: Path, seconds: float, rate: int, channels: int = 1, subtype: str = "PCM_16", seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = _stationary(int(seconds * rate), rate, channels).T.numpy() * 0.5
+    x += 0.01 * np.random.default_rng(seed).standard_normal(x.shape).astype(np.float32)
+    sf.write(path, x, rate, subtype=subtype)
+    return path
+
+
+def test_folders_and_patterns_expand_to_every_sound_file_once(tmp_path):
+    assert {"wav", "flac", "ogg", "aiff"} <= audio_extensions() and "raw" not in audio_extensions()
+    a = _write(tmp_path / "in" / "a.wav", 0.1, 8000)
+    b = _write(tmp_path / "in" / "deep" / "b.FLAC", 0.1, 8000, subtype="PCM_24")
+    c = _write(tmp_path / "in" / "c.ogg", 0.1, 8000, subtype="VORBIS")
+    (tmp_path / "in" / "notes.txt").write_text("not audio")
+    _write(tmp_path / "in" / ".hidden" / "h.wav", 0.1, 8000)  # hidden: not the user's recordings
+    _write(tmp_path / "in" / "._a.wav", 0.1, 8000)
+    _write(tmp_path / "in" / "out" / "old" / "violin.wav", 0.1, 8000)  # a previous run's outputs
+    files, problems = expand_inputs([tmp_path / "in", str(tmp_path / "in" / "*.wav"), a],
+                                    exclude=tmp_path / "in" / "out")
+    assert files == [a, c, b] and problems == []  # folder order (sorted), then the pattern's and a: seen already
+    files, problems = expand_inputs([str(tmp_path / "in" / "**" / "*.FLAC"), tmp_path / "nope.wav",
+                                     str(tmp_path / "*.mp3")])
+    assert files == [b]
+    assert len(problems) == 2
+    assert "nope.wav does not exist" in problems[0] and "matches no file" in problems[1]
+    (tmp_path / "empty").mkdir()
+    assert "holds no sound file" in expand_inputs(tmp_path / "empty")[1][0]
+
+
+def test_equal_stems_get_distinct_names_that_do_not_depend_on_order(tmp_path):
+    paths = [tmp_path / "x" / "a" / "mix.wav", tmp_path / "y" / "a" / "mix.flac", tmp_path / "b" / "mix.wav",
+             tmp_path / "b" / "mix.flac", tmp_path / "solo.wav", tmp_path / "c" / "Solo.wav",
+             tmp_path / "scores.csv.wav"]
+    names = input_folder_names(paths)
+    # One rule per group of equal stems: the fewest parent folders that tell all of them apart, else the extension.
+    assert names == ["a__mix.wav", "a__mix.flac", "b__mix.wav", "b__mix.flac", f"{tmp_path.name}__solo", "c__Solo",
+                     f"{tmp_path.name}__scores.csv"]
+    assert input_folder_names(paths[::-1]) == names[::-1]
+    assert input_folder_names(paths[:2]) == ["x__a__mix", "y__a__mix"]
+    assert input_folder_names([tmp_path / "one" / "mix.wav", tmp_path / "two.wav"]) == ["mix", "two"]
+    with pytest.raises(ValueError, match="twice"):
+        input_folder_names([paths[0], paths[0]])
+
+
+def test_residual_makes_the_outputs_add_back_up_to_the_input(tmp_path):
+    src = _write(tmp_path / "in" / "song.wav", 1.3, 44100, channels=2)
+    out = tmp_path / "out"
+    scores = separate_files(src, ["violin", "flute"], out, _stub_separator(), residual=True, log=None)
+    folder = out / "song"
+    assert sorted(p.name for p in folder.iterdir()) == ["flute.wav", "residual.wav", "violin.wav"]
+    x, rate = sf.read(src, dtype="float64", always_2d=True)
+    total = np.zeros_like(x)
+    for name in ("violin.wav", "flute.wav", "residual.wav"):
+        info = sf.info(str(folder / name))
+        assert (info.samplerate, info.frames, info.channels, info.subtype) == (rate, len(x), 2, "FLOAT")
+        total += sf.read(folder / name, dtype="float64", always_2d=True)[0]
+    assert np.linalg.norm(total - x) / np.linalg.norm(x) < 1e-5
+    est = sf.read(folder / "violin.wav", dtype="float64")[0]
+    assert np.linalg.norm(est - x) / np.linalg.norm(x) > 0.1  # the residual is not trivially the input
+    assert list(scores.columns) == ["input", "prompt", "output", "estimate_score", "mixture_score", "absent_warning"]
+    assert scores["output"].tolist() == [str(folder / "violin.wav"), str(folder / "flute.wav")]
+    assert scores["absent_warning"].isna().all()  # no threshold for this separator
+    with pytest.raises(ValueError, match="residual"):
+        output_paths(["violin", "Residual"], out, residual=True)
+
+
+def test_a_bad_file_among_good_ones_is_skipped_in_one_line(tmp_path):
+    good = [_write(tmp_path / "in" / "a" / "take.wav", 0.5, 22050),
+            _write(tmp_path / "in" / "b" / "take.wav", 0.4, 8000),
+            _write(tmp_path / "in" / "short.wav", 2 / 44100, 44100)]  # two samples: under one period at 8 kHz
+    (tmp_path / "in" / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage")
+    sf.write(tmp_path / "in" / "empty.wav", np.zeros((0, 1)), 8000)
+    sf.write(tmp_path / "in" / "nan.wav", np.full((100, 1), np.nan), 8000, subtype="FLOAT")
+    messages, lines = [], []
+    scores = separate_files(tmp_path / "in", ["violin"], tmp_path / "out", _stub_separator(), log=messages.append,
+                            echo=lines.append)
+    skipped = [m for m in messages if m.startswith("skipped: ")]
+    assert len(skipped) == 3 and all("\n" not in m for m in skipped)
+    assert any("corrupt.wav" in m for m in skipped) and any("empty.wav" in m and "zero length" in m for m in skipped)
+    assert any("nan.wav" in m and "NaN" in m for m in skipped)
+    assert scores.attrs["skipped"] == [m[len("skipped: "):] for m in skipped]
+    assert sorted(scores["input"]) == sorted(str(p) for p in good)
+    for p in good:
+        info = sf.info(str(tmp_path / "out" / input_folder_names(good)[good.index(p)] / "violin.wav"))
+        assert (info.samplerate, info.frames) == (sf.info(str(p)).samplerate, sf.info(str(p)).frames)
+    assert sorted(d.name for d in (tmp_path / "out").iterdir()) == ["a__take", "b__take", "scores.csv", "short"]
+    saved = pd.read_csv(tmp_path / "out" / "scores.csv")
+    assert saved[["input", "prompt", "output"]].equals(scores[["input", "prompt", "output"]])
+    assert np.allclose(saved["mixture_score"], scores["mixture_score"])
+    assert len(lines) == 3 and all("violin.wav" in line for line in lines)
+
+
+def test_nothing_readable_is_an_error_and_writes_nothing(tmp_path):
+    (tmp_path / "bad.wav").write_text("not audio")
+    with pytest.raises(ValueError, match="bad.wav"):
+        separate_files(tmp_path / "bad.wav", ["violin"], tmp_path / "out", _stub_separator(), log=None)
+    messages = []
+    with pytest.raises(ValueError, match="all 2 inputs were skipped"):
+        separate_files([tmp_path / "bad.wav", tmp_path / "gone.wav"], ["violin"], tmp_path / "out", _stub_separator(),
+                       log=messages.append)
+    assert len(messages) == 2 and not (tmp_path / "out").exists()
+    sf.write(tmp_path / "nan.wav", np.full((100, 1), np.nan), 8000, subtype="FLOAT")  # readable header, bad samples
+    messages = []
+    with pytest.raises(ValueError, match="all 2 inputs were skipped"):
+        separate_files([tmp_path / "nan.wav", tmp_path / "bad.wav"], ["violin"], tmp_path / "out", _stub_separator(),
+                       log=messages.append)
+    assert [m.split(":")[0] for m in messages] == ["skipped", "skipped"] and not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="nan.wav contains NaN"):
+        separate_files(tmp_path / "nan.wav", ["violin"], tmp_path / "out", _stub_separator(), log=messages.append)
+
+
+def test_benchmark_folder_on_two_short_files(smoke_study):
+    from weaksep.separate import benchmark_folder
+
+    model = smoke_study.train("sup", 2, steps=5)  # the test_cli checkpoint, cached
+    r = benchmark_folder(model, n_files=2, seconds=3.0, sample_rate=22050, channels=2)
+    assert r["files"] == 2 and r["audio_seconds"] == pytest.approx(6.0)
+    assert r["audio_seconds_per_second"] == pytest.approx(r["audio_seconds"] / r["wall_seconds"])
+    assert 0 < r["model_load_seconds"] < r["wall_seconds"] and 0 < r["model_load_share"] < 1
+
+
+def test_the_recorded_clap_is_found_from_a_portable_path(tmp_path, monkeypatch):
+    from weaksep.separate import recorded_clap_paths
+
+    monkeypatch.setenv("WEAKSEP_CACHE", str(tmp_path / "default_cache"))
+    cache = tmp_path / "other_cache"  # a study run with another data root
+    ckpt = cache / "smoke" / "runs" / "weak-n2" / "model.pt"
+    clap = cache / "smoke" / "clap" / "proxy.pt"
+
+    def first_file(recorded):
+        return next((p for p in recorded_clap_paths(recorded, ckpt, "smoke", tmp_path / "repo") if p.is_file()), None)
+
+    for f in (ckpt, clap, tmp_path / "repo" / "results" / "models" / "clap_proxy.pt"):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"x")
+    assert first_file("<cache>/smoke/clap/proxy.pt") == clap
+    assert first_file("proxy.pt") == clap  # a bare name: the CLAP was outside the default cache
+    assert first_file("<repo>/results/models/clap_proxy.pt") == tmp_path / "repo" / "results" / "models" / "clap_proxy.pt"
+    assert first_file(str(clap)) == clap
+    assert first_file("<cache>/smoke/clap/gone.pt") is None
+    assert recorded_clap_paths("<cache>/q/c.pt", ckpt, None, tmp_path)[0] == tmp_path / "default_cache" / "q" / "c.pt"

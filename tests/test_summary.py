@@ -1,8 +1,6 @@
 """weaksep.summary (our numbers beside the paper's) and weaksep.plots (figures from CSVs)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,71 +51,104 @@ def test_paper_claims_are_the_papers() -> None:
     assert all({"claim", "description", "paper", "unit"} <= set(c) for c in summary.PAPER_CLAIMS)
 
 
+def _claim_rows(n: int, levels: dict[tuple[str, float], float], seeds=(0, 1, 2), items=30,
+                noise=0.0) -> pd.DataFrame:
+    """Per-query rows with the given mean level per (regime, label_fraction), over seeds and items."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for (regime, lf), level in levels.items():
+        for seed in seeds:
+            for item in range(items):
+                wobble = noise * rng.normal()
+                for q in range(n):
+                    # item effects cancel in the mean: +-0.5 dB alternating
+                    v = level + (0.5 if item % 2 else -0.5) + wobble
+                    rows.append(dict(regime=regime, n_sources=n, label_fraction=lf, item=item, query=q, seed=seed,
+                                     sdr=v, si_sdr=v - 1.0))
+    return pd.DataFrame(rows)
+
+
+def _queries() -> dict[str, pd.DataFrame]:
+    return {
+        # unsup 5 dB, weak 8 dB -> +60 % (paper 71 %: needs >= 35.5 %); weak/sup = 8/8.2 = 97.6 %
+        "two_source": _claim_rows(2, {("mixture", NAN): 0.0, ("unsup", NAN): 5.0, ("weak", NAN): 8.0, ("sup", 1.0): 8.2}),
+        # 4 -> 5 dB: +25 % (paper 102 %: the bar is 51 %)
+        "three_source": _claim_rows(3, {("unsup", NAN): 4.0, ("weak", NAN): 5.0, ("sup", 1.0): 7.0}),
+        # unsup below 0 dB: a relative gain is meaningless
+        "four_source": _claim_rows(4, {("unsup", NAN): -1.0, ("weak", NAN): 2.0, ("sup", 1.0): 4.0}),
+        # sup@5% 4 dB, semi@5% 5 dB: +1 dB (paper 6.2: bar 3.1), +25 % (paper 17 %: bar 8.5 %)
+        "semi_supervised": _claim_rows(2, {("sup", 0.05): 4.0, ("semi", 0.05): 5.0, ("sup", 0.25): 6.0}),
+    }
+
+
 def test_compare_to_paper_known_numbers() -> None:
-    out = summary.compare_to_paper(_tables()).set_index("claim")
-    assert list(out.reset_index().columns) == summary.COMPARISON_COLUMNS
+    out = summary.compare_to_paper(_queries())
+    assert list(out.columns) == summary.COMPARISON_COLUMNS and len(out) == 2 * len(summary.PAPER_CLAIMS)
+    sdr = out[out["metric"] == "sdr"].set_index("claim")
 
-    r = out.loc["weak_vs_unsup_n2"]
-    assert r["ours"] == pytest.approx(60.0) and r["reproduced"] is True
-    # delta method: hypot(ci_w / |u|, w ci_u / u^2) * 100
-    assert r["ours_ci"] == pytest.approx(math.hypot(0.4 / 5, 8 * 0.5 / 25) * 100)
+    r = sdr.loc["weak_vs_unsup_n2"]
+    assert r["ours"] == pytest.approx(60.0) and r["verdict"] == "reproduced" and r["n_seeds"] == 3
+    assert r["ci_low"] <= 60.0 <= r["ci_high"] and r["threshold"] == pytest.approx(35.5)
     assert r["sentence"].startswith("Reproduced: weak beats unsup by 60.0 %") and "paper 71.0 %" in r["sentence"]
+    assert sdr.loc["weak_vs_unsup_n3", "ours"] == pytest.approx(25.0)
+    assert sdr.loc["weak_vs_unsup_n3", "verdict"] == "not reproduced"
+    r = sdr.loc["weak_vs_unsup_n4"]
+    assert np.isnan(r["ours"]) and r["verdict"] == "not comparable" and "+3.00 dB" in r["sentence"]
+    assert sdr.loc["weak_share_of_sup_n2", "ours"] == pytest.approx(8 / 8.2 * 100)
+    # semi vs sup on the *same* 5 %, not on the 25 % rows
+    assert sdr.loc["semi_vs_sup5_n2_db", "ours"] == pytest.approx(1.0)
+    assert sdr.loc["semi_vs_sup5_n2_db", "verdict"] == "not reproduced"
+    assert sdr.loc["semi_vs_sup5_n2_pct", "ours"] == pytest.approx(25.0)
+    # SI-SDR is 1 dB lower everywhere: weak/unsup = 7/4 - 1 = +75 %
+    si = out[out["metric"] == "si_sdr"].set_index("claim")
+    assert si.loc["weak_vs_unsup_n2", "ours"] == pytest.approx(75.0)
 
-    r = out.loc["weak_vs_unsup_n3"]
-    assert r["ours"] == pytest.approx(25.0) and r["reproduced"] is False
-    assert r["sentence"].startswith("Not reproduced:")
 
-    r = out.loc["weak_vs_unsup_n4"]
-    assert np.isnan(r["ours"]) and r["reproduced"] is None
-    assert r["sentence"].startswith("Not comparable:") and "+3.00 dB" in r["sentence"]
+def test_an_interval_across_the_bar_is_inconclusive() -> None:
+    """Seed-to-seed noise widens the interval; a figure near the bar is then neither yes nor no."""
+    queries = _queries()
+    queries["three_source"] = _claim_rows(3, {("unsup", NAN): 4.0, ("weak", NAN): 6.0}, noise=3.0, items=10)
+    r = summary.compare_to_paper(queries).set_index(["claim", "metric"]).loc[("weak_vs_unsup_n3", "sdr")]
+    assert r["ci_low"] < 51.0 < r["ci_high"] and r["verdict"] == "inconclusive"
 
-    r = out.loc["weak_share_of_sup_n2"]
-    assert r["ours"] == pytest.approx(8 / 8.2 * 100) and r["reproduced"] is True
 
-    # semi vs sup on the *same* 5 %, not on the 25 % row
-    r = out.loc["semi_vs_sup5_n2_db"]
-    assert r["ours"] == pytest.approx(1.0) and r["reproduced"] is False
-    assert r["ours_ci"] == pytest.approx(math.hypot(0.6, 0.8))
-    r = out.loc["semi_vs_sup5_n2_pct"]
-    assert r["ours"] == pytest.approx(25.0) and r["reproduced"] is True
+def test_metric_disagreement_is_said() -> None:
+    claims = pd.DataFrame({"claim": ["a", "a", "b", "b"], "metric": ["sdr", "si_sdr"] * 2,
+                           "verdict": ["reproduced", "not reproduced", "inconclusive", "inconclusive"]})
+    said = summary.metric_disagreements(claims)
+    assert len(said) == 1 and said[0].startswith("a: bss_eval SDR says 'reproduced' but SI-SDR says 'not reproduced'")
 
 
 def test_share_rule_and_negative_gain() -> None:
-    tables = _tables()
-    t = tables["two_source"]
-    t.loc[(t["regime"] == "sup") & (t["metric"] == "sdr"), "mean"] = 10.0  # weak 8 / sup 10 = 80 % < 95 %
-    t.loc[(t["regime"] == "unsup") & (t["metric"] == "sdr"), "mean"] = 9.0  # weak trails unsup
-    out = summary.compare_to_paper(tables).set_index("claim")
+    queries = _queries()
+    queries["two_source"] = _claim_rows(2, {("unsup", NAN): 9.0, ("weak", NAN): 8.0, ("sup", 1.0): 10.0})
+    out = summary.compare_to_paper(queries)
+    out = out[out["metric"] == "sdr"].set_index("claim")
     assert out.loc["weak_share_of_sup_n2", "ours"] == pytest.approx(80.0)
-    assert out.loc["weak_share_of_sup_n2", "reproduced"] is False
+    assert out.loc["weak_share_of_sup_n2", "verdict"] == "not reproduced"
     assert out.loc["weak_vs_unsup_n2", "ours"] == pytest.approx(-100 / 9)
-    assert out.loc["weak_vs_unsup_n2", "reproduced"] is False
     assert "weak trails unsup" in out.loc["weak_vs_unsup_n2", "sentence"]
 
 
 def test_missing_tables_say_not_run(tmp_path) -> None:
-    tables = _tables()
-    del tables["three_source"], tables["semi_supervised"]
-    out = summary.compare_to_paper(tables).set_index("claim")
+    queries = _queries()
+    del queries["three_source"], queries["semi_supervised"]
+    out = summary.compare_to_paper(queries)
+    out = out[out["metric"] == "sdr"].set_index("claim")
     for claim in ("weak_vs_unsup_n3", "semi_vs_sup5_n2_db", "semi_vs_sup5_n2_pct"):
-        assert out.loc[claim, "sentence"].startswith("Not run:") and out.loc[claim, "reproduced"] is None
+        assert out.loc[claim, "sentence"].startswith("Not run:") and out.loc[claim, "verdict"] == "not run"
     assert "02_three_source.csv is missing" in out.loc["weak_vs_unsup_n3", "sentence"]
-    assert out.loc["weak_vs_unsup_n2", "reproduced"] is True
-    # a table without the needed regime
-    tables["two_source"] = tables["two_source"][tables["two_source"]["regime"] != "weak"]
-    out = summary.compare_to_paper(tables).set_index("claim")
-    assert "no 'weak' SDR row for N=2" in out.loc["weak_vs_unsup_n2", "sentence"]
-    # an empty results folder
-    out = summary.compare_to_paper(tmp_path)
-    assert out["sentence"].str.startswith("Not run:").all()
+    queries["two_source"] = queries["two_source"][queries["two_source"]["regime"] != "weak"]
+    out = summary.compare_to_paper(queries).set_index(["claim", "metric"])
+    assert "no 'weak' rows for N=2" in out.loc[("weak_vs_unsup_n2", "sdr"), "sentence"]
+    assert summary.compare_to_paper(tmp_path)["sentence"].str.startswith("Not run:").all()
 
 
 def test_compare_from_results_dir_matches_dict(tmp_path) -> None:
-    for name, df in _tables().items():
-        save_table(df, tmp_path / summary.TABLE_FILES[name])
-    from_dir = summary.compare_to_paper(tmp_path)
-    from_dict = summary.compare_to_paper(_tables())
-    pd.testing.assert_frame_equal(from_dir, from_dict)
+    (tmp_path / "queries").mkdir()
+    for name, df in _queries().items():
+        df.to_csv(tmp_path / "queries" / summary.TABLE_FILES[name], index=False)
+    pd.testing.assert_frame_equal(summary.compare_to_paper(tmp_path), summary.compare_to_paper(_queries()))
 
 
 def _query_rows(n: int, regimes: dict[tuple[str, float], float], rng: np.random.Generator) -> pd.DataFrame:
@@ -135,8 +166,11 @@ def _write_results(root, rng) -> None:
     for n, name in ((2, "two_source"), (3, "three_source"), (4, "four_source")):
         q = _query_rows(n, {("mixture", NAN): 0.0, ("unsup", NAN): 3.0, ("weak", NAN): 5.0, ("sup", 1.0): 6.0}, rng)
         save_table(summarise_table(q, name, "smoke"), root / summary.TABLE_FILES[name])
+        (root / "queries").mkdir(exist_ok=True)
+        q.to_csv(root / "queries" / summary.TABLE_FILES[name], index=False)
     q = _query_rows(2, {("sup", 0.05): 2.0, ("semi", 0.05): 4.0}, rng)
     save_table(summarise_table(q, "semi_supervised", "smoke"), root / summary.TABLE_FILES["semi_supervised"])
+    q.to_csv(root / "queries" / summary.TABLE_FILES["semi_supervised"], index=False)
     for run in ("weak_n2", "sup_n2"):
         steps = np.arange(0, 200, 10)
         log = pd.DataFrame({"step": steps, "loss_total": 5 * np.exp(-steps / 80) + 0.1, "lr": 1e-3})
@@ -160,13 +194,14 @@ def test_redraw_all_writes_figures_and_summary(tmp_path, capsys) -> None:
     md = (tmp_path / "summary.md").read_text()
     assert "| weak_vs_unsup_n2 |" in md and "## SDR (dB) of every regime" in md
     csv = pd.read_csv(tmp_path / "summary.csv")
-    assert list(csv.columns) == summary.COMPARISON_COLUMNS and len(csv) == len(summary.PAPER_CLAIMS)
+    assert list(csv.columns) == summary.COMPARISON_COLUMNS and len(csv) == 2 * len(summary.PAPER_CLAIMS)
+    assert {"ci_low", "ci_high", "verdict"} <= set(csv.columns)
     # weak ~5 dB vs unsup ~3 dB -> ~ +67 %, reproduced; semi 4 vs sup@5% 2 -> ~ +2 dB < 3.1 dB, not reproduced
-    claims = out["claims"].set_index("claim")
+    claims = out["claims"].query("metric == 'sdr'").set_index("claim")
     assert claims.loc["weak_vs_unsup_n2", "ours"] == pytest.approx(200 / 3, abs=15)
-    assert claims.loc["weak_vs_unsup_n2", "reproduced"] is True
+    assert claims.loc["weak_vs_unsup_n2", "verdict"] == "reproduced"
     assert claims.loc["semi_vs_sup5_n2_db", "ours"] == pytest.approx(2.0, abs=0.5)
-    assert claims.loc["semi_vs_sup5_n2_db", "reproduced"] is False
+    assert claims.loc["semi_vs_sup5_n2_db", "verdict"] == "not reproduced"
     assert not list(tmp_path.glob("**/*.tmp"))  # atomic writes leave no temporaries
 
     assert plots.main([str(tmp_path)]) == 0

@@ -12,17 +12,30 @@ one (a weight, a fraction, a step, a CLAP accuracy), and ``paired_*`` give
 the mean paired difference to the section's reference setting (± 95 % CI)
 for the same metric and N.
 """
+
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from .metrics import METRICS, TABLE_COLUMNS, aggregate, ci95_halfwidth, load_table, save_table
 
 ABLATION_METRICS = (*METRICS, "clap_top1")  # clap_top1: share of queries whose CLAP top class is the entity
-ABLATION_COLUMNS = (*TABLE_COLUMNS, "section", "setting", "value", "paired_vs", "paired_diff", "paired_ci95", "paired_n")
+ABLATION_COLUMNS = (
+    *TABLE_COLUMNS,
+    "section",
+    "setting",
+    "value",
+    "paired_vs",
+    "paired_diff",
+    "paired_ci95",
+    "paired_n",
+)
 
 
 def paired_difference(rows: pd.DataFrame, setting: str, reference: str, metric: str = "sdr") -> pd.DataFrame:
@@ -36,20 +49,32 @@ def paired_difference(rows: pd.DataFrame, setting: str, reference: str, metric: 
     keys = ["n_sources", "item", "query"]
     ref = rows[rows["setting"] == reference].set_index(keys)[metric]
     if ref.empty:
-        raise ValueError(f"reference setting {reference!r} has no rows; settings are {sorted(rows['setting'].unique())}")
+        raise ValueError(
+            f"reference setting {reference!r} has no rows; settings are {sorted(rows['setting'].unique())}"
+        )
     out = []
     for n, group in rows[rows["setting"] == setting].groupby("n_sources"):
         joined = group.set_index(keys)[metric].to_frame("x").join(ref.rename("ref"), how="inner")
         diff = (joined["x"] - joined["ref"]).dropna().to_numpy(np.float64)
         if diff.size:  # a setting without this metric (the clean sources' SDR) has no pairs
-            out.append({"n_sources": n, "paired_diff": float(diff.mean()), "paired_ci95": ci95_halfwidth(diff),
-                        "paired_n": int(diff.size)})
+            out.append(
+                {
+                    "n_sources": n,
+                    "paired_diff": float(diff.mean()),
+                    "paired_ci95": ci95_halfwidth(diff),
+                    "paired_n": int(diff.size),
+                }
+            )
     return pd.DataFrame(out, columns=["n_sources", "paired_diff", "paired_ci95", "paired_n"])
 
 
-def summarise_ablation(rows: pd.DataFrame, section: str, profile: str,
-                       reference: str | Mapping[str, str] | None = None,
-                       values: Mapping[str, float] | None = None) -> pd.DataFrame:
+def summarise_ablation(
+    rows: pd.DataFrame,
+    section: str,
+    profile: str,
+    reference: str | Mapping[str, str] | None = None,
+    values: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """The table of one ablation section, columns :data:`ABLATION_COLUMNS`.
 
     Args:
@@ -80,11 +105,18 @@ def summarise_ablation(rows: pd.DataFrame, section: str, profile: str,
     if unknown:
         raise ValueError(f"paired settings {unknown} have no rows; settings are {order}")
     agg["paired_vs"] = agg["setting"].map(pairs).fillna("")
-    paired = [paired_difference(rows, setting, ref, metric).assign(setting=setting, metric=metric)
-              for setting, ref in pairs.items() for metric in metrics if metric != "clap_top1"]
+    paired = [
+        paired_difference(rows, setting, ref, metric).assign(setting=setting, metric=metric)
+        for setting, ref in pairs.items()
+        for metric in metrics
+        if metric != "clap_top1"
+    ]
     paired_cols = ["n_sources", "setting", "metric", "paired_diff", "paired_ci95", "paired_n"]
-    agg = agg.merge(pd.concat(paired)[paired_cols] if paired else pd.DataFrame(columns=paired_cols),
-                    on=["n_sources", "setting", "metric"], how="left")
+    agg = agg.merge(
+        pd.concat(paired)[paired_cols] if paired else pd.DataFrame(columns=paired_cols),
+        on=["n_sources", "setting", "metric"],
+        how="left",
+    )
     agg["_s"] = agg["setting"].map(order.index)
     agg["_m"] = agg["metric"].map(list(ABLATION_METRICS).index)
     agg = agg.sort_values(["n_sources", "_s", "_m"]).drop(columns=["_s", "_m"])
@@ -106,8 +138,19 @@ def load_ablation(path: str | Path) -> pd.DataFrame:
 
 def sdr_view(table: pd.DataFrame, metric: str = "sdr") -> pd.DataFrame:
     """The rows of one metric, with the columns a reader needs (for the notebook's printed tables)."""
-    cols = ["n_sources", "setting", "regime", "label_fraction", "value", "mean", "ci95", "n_queries",
-            "paired_vs", "paired_diff", "paired_ci95"]
+    cols = [
+        "n_sources",
+        "setting",
+        "regime",
+        "label_fraction",
+        "value",
+        "mean",
+        "ci95",
+        "n_queries",
+        "paired_vs",
+        "paired_diff",
+        "paired_ci95",
+    ]
     return table.loc[table["metric"] == metric, cols].reset_index(drop=True)
 
 
@@ -123,7 +166,137 @@ def verdict(diff: float, ci95: float) -> str:
 def add_verdicts(view: pd.DataFrame) -> pd.DataFrame:
     """:func:`sdr_view` plus a ``vs_reference`` column from :func:`verdict`."""
     out = view.copy()
-    out["vs_reference"] = [verdict(d, c) if ref else "" for d, c, ref in
-                           zip(out["paired_diff"], out["paired_ci95"], out["paired_vs"])]
+    out["vs_reference"] = [
+        verdict(d, c) if ref else "" for d, c, ref in zip(out["paired_diff"], out["paired_ci95"], out["paired_vs"])
+    ]
     return out
 
+
+# --------------------------------------------------------------------------
+# settings, choices and coverage of the sections (used by weaksep.ablation_runs)
+# --------------------------------------------------------------------------
+def by_run(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per-query rows whose ``setting`` is the run's label (the usual case: one run per setting)."""
+    return rows.assign(setting=rows["run"])
+
+
+def weight_setting(weight: float) -> str:
+    """The setting name of a contrastive weight, e.g. ``w=0.125``."""
+    return f"w={weight:g}"
+
+
+def choose_on_validation(
+    rows: pd.DataFrame, candidates: Mapping[str, float], metric: str = "sdr"
+) -> tuple[float, dict[float, float]]:
+    """The candidate with the best mean ``metric`` on the validation rows.
+
+    Args:
+        rows: per-query rows of the validation split, with ``setting`` and ``metric``.
+        candidates: setting -> the value it stands for (e.g. ``w=0.5`` -> 0.5), in
+            order of preference: a tie goes to the first.
+    Returns:
+        ``(chosen value, {value: mean metric})``.
+    Raises:
+        ValueError: a candidate has no scored row (the choice would be silently wrong).
+    """
+    means = {value: float(rows.loc[rows["setting"] == setting, metric].mean()) for setting, value in candidates.items()}
+    missing = [s for s, v in candidates.items() if not np.isfinite(means[v])]
+    if missing:
+        raise ValueError(
+            f"candidate setting(s) {missing} have no finite {metric} on the validation rows; "
+            f"settings there are {sorted(rows['setting'].unique())}"
+        )
+    return max(means, key=means.__getitem__), means
+
+
+def weight_test_sources(n_sources: int, chosen: float, default: float) -> list[int]:
+    """The N at which the weight choice is tested: ``n_sources``, and also N = 2 when it differs from the default."""
+    return sorted({n_sources, 2}) if chosen != default else [n_sources]
+
+
+def fraction_setting(regime: str, fraction: float, seed: int, several_seeds: bool) -> str:
+    """``sup@5%`` (``sup@5% s1`` when several seeds are run)."""
+    return f"{regime}@{fraction * 100:g}%" + (f" s{seed}" if several_seeds else "")
+
+
+def labelled_classes(labels: Sequence[str], fraction: float, seed: int) -> set[str]:
+    """The classes of the labelled clips that a run at ``fraction`` and ``seed`` trains on."""
+    from .data import labelled_subset
+
+    return {labels[i] for i in labelled_subset(len(labels), fraction, seed)}
+
+
+def covers_a_mixture_of_mixtures(classes: set[str], n_sources: int) -> bool:
+    """Whether labelled clips of ``classes`` can form one mixture of mixtures: 2 N distinct classes."""
+    return len(classes) >= 2 * n_sources
+
+
+@dataclass(frozen=True)
+class FractionRun:
+    """One (seed, fraction) of the labelled-fraction section: its ``sup`` setting and, below 1, its ``semi`` one."""
+
+    seed: int
+    fraction: float
+    sup: str
+    semi: str | None
+
+
+def plan_fractions(
+    labels: Sequence[str], fractions: Sequence[float], seeds: Sequence[int], n_sources: int
+) -> tuple[list[FractionRun], list[str]]:
+    """The runs of the labelled-fraction section, and a note for each (seed, fraction) left out.
+
+    A fraction whose labelled clips cover fewer than 2 N classes cannot form one
+    mixture of mixtures, so it is not run (tiny corpora at 1 %).
+    """
+    runs, notes = [], []
+    several = len(seeds) > 1
+    for seed in seeds:
+        for f in fractions:
+            classes = labelled_classes(labels, f, seed)
+            if not covers_a_mixture_of_mixtures(classes, n_sources):
+                notes.append(
+                    f"fraction {f:g} (seed {seed}): the labelled clips cover {len(classes)} classes, "
+                    f"a mixture of mixtures needs {2 * n_sources}; not run"
+                )
+                continue
+            semi = fraction_setting("semi", f, seed, several) if f < 1 else None
+            runs.append(FractionRun(seed, f, fraction_setting("sup", f, seed, several), semi))
+    return runs, notes
+
+
+def clap_variant_steps(pretrain_steps: int, weaker_share: float) -> dict[str, int]:
+    """CLAP name -> pretraining steps: the default, a weaker one and an untrained audio tower (0 steps)."""
+    weaker = int(pretrain_steps * weaker_share)
+    if not 0 < weaker < pretrain_steps:
+        raise ValueError(
+            f"a share of {weaker_share} of {pretrain_steps} pretraining steps gives {weaker}; "
+            "the weaker CLAP needs between 1 and the default's steps - 1"
+        )
+    return {f"CLAP {pretrain_steps} steps": pretrain_steps, f"CLAP {weaker} steps": weaker, "CLAP untrained": 0}
+
+
+def clap_variant_rows(rows: pd.DataFrame, clap_name: str) -> pd.DataFrame:
+    """The rows of a weak model judged by its own CLAP: the mixture dropped (scored once, beside
+    ``unsup``) and the clean sources renamed ``clean · <CLAP>``, one per CLAP."""
+    rows = rows[rows["run"] != "mixture"]
+    return rows.replace({"run": {"clean": f"clean · {clap_name}"}})
+
+
+def snapshot_settings(
+    snapshots: Mapping[str, Mapping[int, Any]],
+) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
+    """Settings of the training-length section from each regime's snapshots (step -> model).
+
+    Returns ``(runs, values, pairs)``: ``"<regime> @<step>"`` -> model, -> step, and
+    every ``weak @<step>`` -> ``unsup @<step>``, its reference at the same step (when unsup has one).
+    """
+    runs, values, pairs = {}, {}, {}
+    unsup_steps = set(snapshots.get("unsup", {}))
+    for regime, by_step in snapshots.items():
+        for step, model in by_step.items():
+            setting = f"{regime} @{step}"
+            runs[setting], values[setting] = model, step
+            if regime == "weak" and step in unsup_steps:
+                pairs[setting] = f"unsup @{step}"
+    return runs, values, pairs

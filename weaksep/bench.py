@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -66,35 +65,31 @@ def bench_clap_tower(profile_name: str, repeats: int) -> dict[str, float]:
     return {"clap_fwd_clips_per_s": len(wav) / t_fwd, "clap_fwd_bwd_clips_per_s": len(wav) / t_fb}
 
 
-def bench_regime(profile_name: str, regime: str, n_sources: int, steps: int) -> dict[str, float]:
-    """Median s/step of ``steps`` training steps (after 2 warm-up steps) and peak RSS, in this process."""
-    from .clap.proxy import ProxyClap
-    from .model import Separator
-    from .study import Study
-    from .objective import BatchSource, training_losses
-    from .runs import RunConfig, separator_config
+def checkout_of(commit: str) -> Path:
+    """A worktree of ``commit`` under ``.cache/bench`` (made once), to time that code beside this one."""
+    from .paths import REPO_ROOT, default_cache
 
-    study = Study(profile_name, progress=False)
-    p = study.profile
-    clips = study.clips("train")
-    # Speed does not depend on what the CLAP learned: an untrained tower of the same size costs the same.
-    clap = ProxyClap(p.sample_rate, p.n_mels, p.clap_channels).freeze()
-    cfg = RunConfig(regime=regime, n_sources=n_sources, profile=p.to_dict(), steps=steps,
-                    label_fraction=p.label_fraction if regime == "semi" else 1.0)
-    model = Separator(separator_config(p, clap))
-    opt = torch.optim.Adam(model.parameters(), lr=p.lr)
-    source = BatchSource(clips, cfg, p, p.batch_size, 0)
-    times = []
-    for s in range(steps + 2):
-        t = time.perf_counter()
-        terms = training_losses(model, clap, source.batch(s), cfg, p.sample_rate)
-        opt.zero_grad()
-        terms["loss_total"].backward()
-        opt.step()
-        if s >= 2:
-            times.append(time.perf_counter() - t)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"s_per_step": statistics.median(times), "peak_rss_gb": peak_gb}
+    sha = subprocess.run(["git", "rev-parse", "--short", commit], cwd=REPO_ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    path = default_cache() / "bench" / f"before-{sha}"
+    if not (path / "weaksep").exists():
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(path), sha], cwd=REPO_ROOT,
+                       capture_output=True, check=True)
+    return path
+
+
+def bench_step(regime: str, n_sources: int, profile_name: str, steps: int, code: Path | None = None) -> dict[str, float]:
+    """:mod:`weaksep.bench_step` in a fresh process, on this checkout or on the one at ``code``."""
+    import os
+
+    from .paths import REPO_ROOT, default_cache
+
+    env = {**os.environ, "WEAKSEP_CACHE": str(default_cache()), "PYTHONPATH": str(code or REPO_ROOT)}
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "weaksep" / "bench_step.py"), regime, str(n_sources),
+                          "--profile", profile_name, "--steps", str(steps)], capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(f"bench_step {regime} N={n_sources} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def bench_separation(profile_name: str, repeats: int) -> dict[str, float]:
@@ -119,11 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=10, help="timed training steps per regime")
-    ap.add_argument("--regime-only", nargs=2, metavar=("REGIME", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--before", default=None, metavar="COMMIT",
+                    help="also time the training step of this earlier commit, side by side")
     args = ap.parse_args(argv)
-    if args.regime_only:  # child process: one regime, JSON on stdout
-        print(json.dumps(bench_regime(args.profile, args.regime_only[0], int(args.regime_only[1]), args.steps)))
-        return 0
 
     print(f"weaksep bench, profile {args.profile}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"medians of {args.repeats} repeats")
@@ -133,14 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     if card.exists() and args.profile == "quick":
         c = json.loads(card.read_text())
         print(f"  {'clap_pretraining_wall_s (card)':32s} {c.get('wall_time_s', float('nan')):10.1f}   ({c.get('steps')} steps)")
+    before = checkout_of(args.before) if args.before else None
+    if before:
+        print(f"  training steps: this checkout beside {args.before} (a worktree in {before.name}), "
+              "alternating fresh processes; FLOP share = achieved FLOP/s / a 1024^2 matmul's, same process")
     rows = {}
-    for regime, n in [("unsup", 2), ("weak", 2), ("sup", 2), ("semi", 2), ("unsup", 3), ("weak", 3), ("unsup", 4), ("weak", 4)]:
-        out = subprocess.run([sys.executable, "-m", "weaksep.bench", "--profile", args.profile, "--steps", str(args.steps),
-                              "--regime-only", regime, str(n)], capture_output=True, text=True, check=True)
-        rows[(regime, n)] = json.loads(out.stdout.strip().splitlines()[-1])
-        r = rows[(regime, n)]
-        print(f"  train {regime:5s} N={n}: {1 / r['s_per_step']:6.2f} steps/s ({r['s_per_step']:.3f} s/step), "
-              f"peak RSS {r['peak_rss_gb']:.2f} GB")
+    for regime, n in [("unsup", 2), ("weak", 2), ("sup", 2), ("semi", 2), ("unsup", 3), ("weak", 3), ("sup", 3),
+                      ("unsup", 4), ("weak", 4), ("sup", 4)]:
+        r = rows[(regime, n)] = bench_step(regime, n, args.profile, args.steps)
+        line = (f"  train {regime:5s} N={n}: {r['s_per_step']:.3f} s/step, {r['gflop_per_step']:5.1f} GFLOP, "
+                f"FLOP share {100 * r['flops_share']:4.1f} %, peak RSS {r['peak_rss_gb']:.2f} GB")
+        if before:
+            b = bench_step(regime, n, args.profile, args.steps, before)
+            line += (f"   | before: {b['s_per_step']:.3f} s/step, {b['gflop_per_step']:5.1f} GFLOP, "
+                     f"share {100 * b['flops_share']:4.1f} %   speed-up {b['s_per_step'] / r['s_per_step']:.2f}x")
+        print(line, flush=True)
     for n in (2, 3, 4):
         ratio = rows[("weak", n)]["s_per_step"] / rows[("unsup", n)]["s_per_step"]
         print(f"  weak/unsup step cost, N={n}: {ratio:.2f}x")

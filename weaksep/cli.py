@@ -1,11 +1,13 @@
 """The ``weaksep`` command: separate your own audio, train, evaluate.
 
-    weaksep separate MIX.wav --prompt violin --prompt "something brass" -o out/
+    weaksep separate MIX.wav FOLDER/ --prompt violin --prompt "something brass" -o out/ --residual
     weaksep train --regime weak --sources 2 --out runs/weak_n2
     weaksep evaluate --checkpoint results/models/weak_n2.pt --sources 2
 
 ``python -m weaksep`` is the same command. Bad input ends with one line
-``weaksep: error: ...`` on stderr and exit status 2, having written nothing.
+``weaksep: error: ...`` on stderr and exit status 2, having written nothing;
+``separate`` skips an unreadable file among several with one line
+``weaksep: skipped: ...``, writes the others and exits with status 2.
 """
 from __future__ import annotations
 
@@ -13,10 +15,8 @@ import argparse
 import re
 import sys
 import warnings
-from pathlib import Path
 
 PROG = "weaksep"
-DEFAULT_CHECKPOINT = Path("results") / "models" / "weak_n2.pt"  # relative to the repository
 
 
 class CliError(Exception):
@@ -35,25 +35,39 @@ def _fail(message: str) -> int:
 
 # --------------------------------------------------------------------------- separate
 def _add_separate(sub: argparse._SubParsersAction) -> None:
-    from .separate import REFERENCE_RMS
+    from .separate import DEFAULT_CHECKPOINT, REFERENCE_RMS
 
     p = sub.add_parser(
-        "separate", help="extract the sound each text prompt describes from an audio file",
-        description="Extract from AUDIO the sound each --prompt describes, one 32-bit float WAV per prompt "
-                    "(OUTDIR/<prompt with spaces as _>.wav) at the input's sample rate, length and channel "
-                    "count. Any format soundfile reads (WAV, FLAC, OGG, ...) and any length: long inputs are "
-                    "separated in overlapping windows of the model's training clip length and crossfaded.")
-    p.add_argument("audio", metavar="AUDIO", help="the input sound file (mono or multi-channel; each channel is separated)")
+        "separate", help="extract the sound each text prompt describes from audio files",
+        description="Extract from each AUDIO input the sound each --prompt describes: one 32-bit float WAV per "
+                    "input and prompt, OUTDIR/<input stem>/<prompt with spaces as _>.wav, at the input's sample "
+                    "rate, length and channel count, and a CLAP confidence score per output, printed and written "
+                    "to OUTDIR/scores.csv. Any format soundfile reads (WAV, FLAC, OGG, MP3, ...) and any length: "
+                    "long inputs are separated in overlapping windows of the model's training clip length and "
+                    "crossfaded. The model is loaded once for all inputs; an input that cannot be read is "
+                    "skipped with one line on stderr, the others are written, and the exit status is 2.")
+    p.add_argument("audio", metavar="AUDIO", nargs="+",
+                   help="sound files, folders (searched recursively for every format soundfile reads) and glob "
+                        "patterns ('in/**/*.flac'); mono or multi-channel (each channel is separated)")
     p.add_argument("-p", "--prompt", action="append", required=True, metavar="TEXT",
                    help="what to extract, e.g. 'violin' or 'a bowed string instrument'; repeat for several sounds")
     p.add_argument("-o", "--out", "--output-dir", dest="out", required=True, metavar="OUTDIR",
-                   help="folder for the output files (created; existing files of the same names are replaced)")
+                   help="folder for the outputs: OUTDIR/<input stem>/ per input (equal stems from different "
+                        "folders get their parent folder's name in front, 'a__mix'), and OUTDIR/scores.csv "
+                        "(created; existing files of the same names are replaced)")
+    p.add_argument("--residual", action="store_true",
+                   help="also write residual.wav per input: the input minus the sum of the prompted estimates, so "
+                        "the outputs add back up to the input")
     p.add_argument("-c", "--checkpoint", default=None, metavar="CKPT",
                    help=f"separator checkpoint (model.pt of a training run); default: the quick study's weak "
                         f"model <repo>/{DEFAULT_CHECKPOINT}")
     p.add_argument("--clap-checkpoint", default=None, metavar="FILE",
                    help="the CLAP the separator was trained with; default: the one its run config names, else "
                         "<repo>/results/models/clap_proxy.pt")
+    p.add_argument("--confidence", default=None, metavar="JSON",
+                   help="absent-sound threshold measured by `python -m weaksep.confidence` for this CLAP: a prompt "
+                        "whose mixture score is below it gets a warning; default: confidence.json in the results "
+                        "folder of the checkpoint's profile (results/ for quick), if there and for the same CLAP")
     p.add_argument("--tokenizer-dir", default=None, metavar="DIR",
                    help="laion CLAP only: folder with roberta-base's vocab.json and merges.txt")
     p.add_argument("--expect-profile", default=None, choices=["smoke", "quick", "paper"],
@@ -64,7 +78,8 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8,
                    help="windows separated at once: more is faster and needs more memory (default 8)")
     p.add_argument("--no-template", action="store_true",
-                   help="use each prompt as it is instead of 'The sound of <prompt>' (the training template)")
+                   help="use each prompt as it is instead of 'The sound of <prompt>' (the training template); "
+                        "there are then no absent-sound warnings")
     p.add_argument("--no-normalize", action="store_true",
                    help=f"do not scale the input to the training mixtures' level (RMS {REFERENCE_RMS:.3f}) "
                         "before separating (the estimates are always scaled back)")
@@ -72,66 +87,101 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_separate)
 
 
-def _default_checkpoint() -> Path:
-    from .study import REPO_ROOT
-
-    path = REPO_ROOT / DEFAULT_CHECKPOINT
-    if not path.is_file():
-        raise CliError(f"no --checkpoint given and no default model {path}; make one with `make reproduce` "
-                       f"(the quick study) or `weaksep train --regime weak --sources 2 --out runs/weak_n2`, "
-                       f"then pass --checkpoint runs/weak_n2/model.pt")
-    return path
-
-
 def _run_separate(args: argparse.Namespace) -> int:
-    from .separate import load_for_inference, output_paths, read_audio, write_outputs
+    from .separate import separate_files
 
     if not 0 <= args.overlap <= 0.5:
         raise CliError(f"--overlap must be within 0..0.5, got {args.overlap}")
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {args.batch_size}")
-    try:
-        paths = output_paths(args.prompt, args.out)  # checks the prompts before any slow work
-        wav, rate = read_audio(args.audio)
-        ckpt = Path(args.checkpoint) if args.checkpoint else _default_checkpoint()
-        sep = load_for_inference(ckpt, args.clap_checkpoint, args.tokenizer_dir, args.expect_profile)
+
+    def log(message: str) -> None:
+        print(f"{PROG}: {_one_line(message)}", file=sys.stderr)
+
+    try:  # prompts and inputs are checked first, then the checkpoint (default: the quick study's) loaded once
+        scores = separate_files(args.audio, args.prompt, args.out, args.checkpoint, residual=args.residual,
+                                confidence=args.confidence, clap_checkpoint=args.clap_checkpoint,
+                                tokenizer_dir=args.tokenizer_dir, expected_profile=args.expect_profile,
+                                template=not args.no_template, progress=not args.no_progress, log=log,
+                                echo=print, overlap=args.overlap, batch_size=args.batch_size,
+                                normalize=not args.no_normalize)
     except (ValueError, FileNotFoundError) as e:  # bad audio raises ManifestError, a ValueError
         raise CliError(str(e)) from e
-    est = sep.separate(wav, rate, args.prompt, overlap=args.overlap, batch_size=args.batch_size,
-                       template=not args.no_template, normalize=not args.no_normalize,
-                       progress=not args.no_progress)
-    try:
-        write_outputs(est, rate, paths)
     except OSError as e:
         raise CliError(f"cannot write the outputs to {args.out}: {e}") from e
-    channels, seconds = wav.shape[0], wav.shape[1] / rate
-    for prompt, path in zip(args.prompt, paths):
-        print(f"{prompt!r} -> {path}")
-    print(f"({seconds:.2f} s, {channels} channel(s), {rate} Hz; model {sep.path})", file=sys.stderr)
-    return 0
+    return 2 if scores.attrs["skipped"] else 0
 
 
 # --------------------------------------------------------------------------- train
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from . import train
+    from .runs import MIXTURE_TEXTS, REGIMES, SUP_INPUTS, TEXT_NORMS
 
     p = sub.add_parser("train", help="train a separator (one regime, one N)",
-                       description=train.__doc__.split("\n\n")[0] + " Interrupted runs resume from --out.")
-    train.build_arg_parser(p)
-    for action in p._actions:  # every option says what it does, defaults included
-        if action.help is None and action.dest == "seed":
-            action.help = "random seed of the initialisation and of the batches"
+                       description="Train one separator (one regime, one N) on the study's data, on one CPU, one "
+                                   "GPU or many (under torchrun). Interrupted runs resume from --out.")
+    p.add_argument("--regime", choices=REGIMES, required=True, help="training regime (weaksep/METHOD.md#objective)")
+    p.add_argument("--sources", type=int, default=2, help="sources per training mixture, N (1-4; default 2)")
+    p.add_argument("--profile", default=None, help="smoke | quick | paper (default: $WEAKSEP_PROFILE or quick)")
+    p.add_argument("--out", default=None, help="run folder: config, logs, checkpoints; resumed when present "
+                                               "(default: the study's cache, by config hash)")
+    p.add_argument("--data-root", default=None, help="where corpora are rendered/cached (default: $WEAKSEP_CACHE or ./.cache)")
+    p.add_argument("--manifests", default=None, help="a folder of manifests or a dataset root (MUSIC, VGGSound, AudioCaps)")
+    p.add_argument("--clap", default=None, choices=["proxy", "laion"], help="CLAP backend (default: the profile's)")
+    p.add_argument("--clap-checkpoint", default=None, help="CLAP checkpoint; the default CLAP is pretrained when absent")
+    p.add_argument("--tokenizer-dir", default=None, help="laion only: folder with roberta-base vocab.json and merges.txt")
+    p.add_argument("--steps", type=int, default=None, help="step budget (default: the profile's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and labelled subset (default 0)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the profile's)")
+    p.add_argument("--label-fraction", type=float, default=None,
+                   help="labelled share of training clips (sup default 1, semi default the profile's)")
+    p.add_argument("--contrastive-weight", type=float, default=None, help="weight of the contrastive term (paper 0.5)")
+    p.add_argument("--no-consistency", action="store_true", help="weak/semi: leave out the consistency term (ablation)")
+    p.add_argument("--no-contrastive", action="store_true", help="weak/semi: leave out the contrastive term (ablation)")
+    p.add_argument("--mixture-text", choices=MIXTURE_TEXTS, default=None,
+                   help="query of a sub-mixture: its caption as a 'sentence' (paper, default) or 'entity_mean'")
+    p.add_argument("--sup-input", choices=SUP_INPUTS, default=None,
+                   help="sup/semi: a labelled example is one N-source 'mixture' (default) or a 'mixture_of_mixtures'")
+    p.add_argument("--text-norm", choices=TEXT_NORMS, default=None,
+                   help="text normalisation: fixed 'vocabulary' statistics (default) or 'batch' (BatchNorm, ablation)")
+    p.add_argument("--no-validate", action="store_true",
+                   help="no validation at checkpoints (no early stop; the last weights are the model)")
+    p.add_argument("--snapshots", action="store_true", help="keep the model of every checkpoint (training curves)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="build the model and print its size, FLOPs per step, activation memory and the expected "
+                        "hours of the profile's training on a GPU; train nothing")
+    p.add_argument("--gpu-tflops", type=float, default=None,
+                   help="dry run: sustained GPU throughput in TFLOP/s to assume (default: weaksep.dry_run's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .train import main as train_main
+    from .study import Study
 
-    argv = args.argv[args.argv.index("train") + 1:]  # the same options, parsed again by weaksep.train
+    overrides = {k: v for k, v in {"steps": args.steps, "label_fraction": args.label_fraction,
+                                   "contrastive_weight": args.contrastive_weight, "lr": args.lr,
+                                   "mixture_text": args.mixture_text, "sup_input": args.sup_input,
+                                   "text_norm": args.text_norm}.items() if v is not None}
+    if args.no_consistency:
+        overrides["consistency"] = False
+    if args.no_contrastive:
+        overrides["contrastive"] = False
     try:
-        return train_main(argv)
+        if args.dry_run:
+            from .dry_run import dry_run, format_dry_run
+
+            kw = {} if args.gpu_tflops is None else {"gpu_tflops": args.gpu_tflops}
+            print(format_dry_run(dry_run(args.profile or "paper", args.regime, args.sources, **kw)))
+            return 0
+        study = Study(args.profile, data_root=args.data_root, clap_backend=args.clap, manifests=args.manifests,
+                      clap_checkpoint=args.clap_checkpoint, tokenizer_dir=args.tokenizer_dir,
+                      progress=not args.no_progress)
+        path = study.train(args.regime, args.sources, seed=args.seed, out_dir=args.out, snapshots=args.snapshots,
+                           validate=not args.no_validate, **overrides)
     except (ValueError, FileNotFoundError) as e:  # e.g. --out holding another config's run
         raise CliError(str(e)) from e
+    print(f"model: {path}")
+    return 0
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -45,6 +45,7 @@ import torch
 from scipy import stats
 
 from weaksep.io import atomic_write_text
+from weaksep.stats import mean_interval
 
 if TYPE_CHECKING:
     from weaksep.clap.base import ClapBackend
@@ -58,7 +59,7 @@ SILENT_FLOOR_DB = -30.0
 METRICS = ("sdr", "sir", "sar", "sdri", "si_sdr", "clap_sim")
 TABLE_COLUMNS = (
     "table", "n_sources", "regime", "label_fraction", "metric",
-    "mean", "ci95", "median", "n_queries", "profile",
+    "mean", "ci95", "median", "n_queries", "n_seeds", "ci_low", "ci_high", "profile",
 )
 MIXTURE = "mixture"  # regime name of the unprocessed-mixture baseline
 REGIME_ORDER = (MIXTURE, "unsup", "weak", "sup", "semi")
@@ -413,11 +414,14 @@ def aggregate(rows: pd.DataFrame, by: list[str], metrics: Sequence[str]) -> pd.D
         metrics: metric columns to summarise, in output order.
 
     Returns:
-        Columns ``by + [metric, mean, ci95, median, n_queries]``; ``ci95`` is the
-        half-width of the 95 % t-interval of the mean; NaN values (silent
-        estimates) are left out with a warning and ``n_queries`` counts the
-        values used; a group whose metric is all NaN (the metric does not apply,
-        e.g. ``clap_sim`` of the mixture) gets ``n_queries`` 0 and NaN statistics.
+        Columns ``by + [metric, mean, ci95, median, n_queries, n_seeds, ci_low, ci_high]``.
+        ``ci_low``/``ci_high`` bound the 95 % cluster-bootstrap interval of the
+        mean, resampling seeds and test mixtures (``weaksep.stats``; needs the
+        ``item`` column, and ``seed`` when there are several); ``ci95`` is the
+        half-width of the naive t-interval over queries, kept for comparison
+        with earlier tables. NaN values (metrics that do not apply) are left out
+        with a warning; a group whose metric is all NaN (e.g. ``clap_sim`` of
+        the mixture) gets ``n_queries`` 0 and NaN statistics.
     """
     missing = [c for c in [*by, *metrics] if c not in rows.columns]
     if missing:
@@ -437,17 +441,22 @@ def aggregate(rows: pd.DataFrame, by: list[str], metrics: Sequence[str]) -> pd.D
                     stacklevel=2,
                 )
             values = values[~np.isnan(values)]
-            out.append(
-                {
-                    **dict(zip(by, key)),
-                    "metric": metric,
-                    "mean": float(values.mean()) if values.size else float("nan"),
-                    "ci95": ci95_halfwidth(values),
-                    "median": float(np.median(values)) if values.size else float("nan"),
-                    "n_queries": int(values.size),
-                }
-            )
-    return pd.DataFrame(out, columns=[*by, "metric", "mean", "ci95", "median", "n_queries"])
+            row = {
+                **dict(zip(by, key)),
+                "metric": metric,
+                "mean": float(values.mean()) if values.size else float("nan"),
+                "ci95": ci95_halfwidth(values),
+                "median": float(np.median(values)) if values.size else float("nan"),
+                "n_queries": int(values.size),
+                "n_seeds": int(group["seed"].nunique()) if "seed" in group.columns else 1,
+                "ci_low": float("nan"),
+                "ci_high": float("nan"),
+            }
+            if values.size and "item" in group.columns and np.isfinite(values).all():  # not SAR = inf of the mixture
+                interval = mean_interval(group[group[metric].notna()], metric)
+                row.update(ci_low=interval["ci_low"], ci_high=interval["ci_high"])
+            out.append(row)
+    return pd.DataFrame(out, columns=[*by, "metric", "mean", "ci95", "median", "n_queries", "n_seeds", "ci_low", "ci_high"])
 
 
 def _regime_rank(regime: str) -> int:

@@ -43,16 +43,26 @@ def file_sha256(path: str | Path, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def portable_path(path: str | Path) -> str:
-    """``path`` as ``<repo>/...`` or ``<cache>/...`` when under the checkout or the cache.
+def portable_path(path: str | Path, cache: str | Path | None = None) -> str:
+    """``path`` as ``<cache>/...`` or ``<repo>/...`` when under the cache or the checkout.
 
-    A path under neither keeps only its file name, so nothing machine-specific
-    is written into a result.
+    ``cache`` is the study's cache (default: :func:`default_cache`); :func:`resolve_portable`
+    turns the result back into a path. A path under neither keeps only its file
+    name, so nothing machine-specific is written into a result.
     """
     p = Path(path).resolve()
-    for label, root in (("<cache>", default_cache().resolve()), ("<repo>", REPO_ROOT)):
+    for label, root in (("<cache>", Path(cache or default_cache()).resolve()), ("<repo>", REPO_ROOT)):
         try:
             return f"{label}/{p.relative_to(root)}"
         except ValueError:
             continue
     return p.name
+
+
+def resolve_portable(recorded: str, cache: str | Path | None = None) -> Path:
+    """The path a :func:`portable_path` string names, under ``cache`` (default: :func:`default_cache`)."""
+    if recorded.startswith("<cache>/"):
+        return Path(cache or default_cache()) / recorded[len("<cache>/"):]
+    if recorded.startswith("<repo>/"):
+        return REPO_ROOT / recorded[len("<repo>/"):]
+    return Path(recorded)

@@ -388,8 +388,8 @@ def redraw_all(results_dir: str | Path) -> dict[str, Any]:
     for csv in ablations:
         written += plot_ablation(csv, figures_dir)
 
-    claims = compare_to_paper(tables)
-    summary_md = atomic_write_text(results_dir / "summary.md", summary_markdown(tables, ablations))
+    claims = compare_to_paper(results_dir)
+    summary_md = atomic_write_text(results_dir / "summary.md", summary_markdown(results_dir, ablations))
     summary_csv = atomic_write_text(results_dir / "summary.csv", claims.to_csv(index=False))
     return {"figures": written, "summary_md": summary_md, "summary_csv": summary_csv, "claims": claims}
 
@@ -401,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m weaksep.plots [RESULTS_DIR]  (default: results)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     out = redraw_all(argv[0] if argv else "results")
-    print(to_markdown(out["claims"][["claim", "paper", "ours", "reproduced", "sentence"]], digits=1))
+    print(to_markdown(out["claims"][["claim", "metric", "paper", "ours", "ci_low", "ci_high", "verdict"]], digits=1))
     for p in [*out["figures"], out["summary_md"], out["summary_csv"]]:
         print(f"wrote {p}")
     return 0

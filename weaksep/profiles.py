@@ -59,6 +59,10 @@ class Profile:
     n_mels: int
     # --- evaluation ------------------------------------------------------
     eval_batch_size: int = 16
+    # --- validation and stopping (weaksep/validation.py) ----------------
+    plateau_db: float = 0.1  # plateaued: the last fifth of the steps raised the best validation SDR by less
+    min_steps_fraction: float = 0.5  # never stop early before this share of the step budget
+    seeds: tuple[int, ...] = (0,)  # seeds of every headline cell
     extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **overrides: Any) -> "Profile":
@@ -161,6 +165,7 @@ PAPER = QUICK.replace(
     head_channels=32,
     batch_size=16,
     steps=200_000,
+    seeds=(0, 1, 2),
     lr=1e-4,
     lr_decay_every=15_000,
     checkpoint_every=2000,
@@ -180,3 +185,70 @@ def get_profile(name: str | None = None, **overrides: Any) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}")
     return PROFILES[name].replace(**overrides) if overrides else PROFILES[name]
+
+
+# --------------------------------------------------------------------------
+# Ablation plans: the sweeps of notebook 07 (run by weaksep.ablation_runs)
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AblationPlan:
+    """What each ablation section of notebook 07 runs, on top of a profile's sizes and steps.
+
+    One plan per profile (:data:`ABLATION_PLANS`); override it, never edit it:
+    ``get_ablation_plan("quick", fraction_seeds=(0, 1, 2))``. Every table's
+    config records the plan that made it.
+    """
+
+    name: str
+    seed: int = 0  # training seed of every run outside the fraction section
+    loss_sources: tuple[int, ...] = (2, 3)  # loss terms: the N evaluated
+    weights: tuple[float, ...] = (0.0, 0.125, 0.5, 2.0)  # contrastive weights on validation (0: term off)
+    weight_sources: int = 3
+    weaker_clap_share: float = 0.1  # the weaker CLAP's share of the default's pretraining steps
+    clap_sources: int = 3
+    text_sources: int = 3  # the text of a mixture (unsup)
+    fractions: tuple[float, ...] = (0.01, 0.05, 0.25, 1.0)  # labelled fractions (semi is not run at 1)
+    fraction_seeds: tuple[int, ...] = (0,)  # seeds of the labelled subset and its runs
+    fraction_sources: int = 2
+    length_factor: int = 2  # training length: train on to this multiple of the profile's steps
+    length_sources: int = 3
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # lists from papermill or YAML become tuples
+            if isinstance(getattr(self, f.name), list):
+                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+        if not 0.0 < self.weaker_clap_share < 1.0:
+            raise ValueError(f"weaker_clap_share must be in (0, 1), got {self.weaker_clap_share}")
+        bad = [f for f in self.fractions if not 0.0 < f <= 1.0]
+        if bad:
+            raise ValueError(f"labelled fractions must be in (0, 1], got {bad}")
+        if self.length_factor < 1:
+            raise ValueError(f"length_factor must be >= 1, got {self.length_factor}")
+
+    def replace(self, **overrides: Any) -> AblationPlan:
+        """A copy with ``overrides`` applied (unknown keys raise ``ValueError``)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown ablation-plan setting(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# smoke and quick share the grid (the committed quick tables were made with it); the
+# paper plan adds seeds to the labelled-fraction sweep, the noisiest section.
+ABLATION_PLANS: dict[str, AblationPlan] = {
+    "smoke": AblationPlan("smoke"),
+    "quick": AblationPlan("quick"),
+    "paper": AblationPlan("paper", fraction_seeds=(0, 1, 2)),
+}
+
+
+def get_ablation_plan(name: str | None = None, **overrides: Any) -> AblationPlan:
+    """The ablation plan of profile ``name`` (default: ``$WEAKSEP_PROFILE`` or ``quick``) with overrides."""
+    name = name or os.environ.get("WEAKSEP_PROFILE") or "quick"
+    if name not in ABLATION_PLANS:
+        raise ValueError(f"no ablation plan for profile {name!r}; expected one of {sorted(ABLATION_PLANS)}")
+    return ABLATION_PLANS[name].replace(**overrides) if overrides else ABLATION_PLANS[name]

@@ -11,8 +11,15 @@ seams at the window boundaries. At ``overlap=0.5`` the window is a Hann
 window at 50 % overlap. The result is resampled back to the input's rate
 and cut to its length; each channel of a stereo file is separated on its own.
 
-``separate_file`` is what ``weaksep separate`` runs; ``separate_waveform``
-works on tensors; ``overlap_add`` is the stitching alone.
+``separate_files`` is what ``weaksep separate`` runs: files, folders (searched
+recursively for every format soundfile reads) and glob patterns in one call,
+one model load, the outputs of each input in ``OUTDIR/<input stem>/``, an
+optional residual (the mixture minus the estimates, so that the outputs add
+back up to the input), a CLAP confidence score per output in
+``OUTDIR/scores.csv`` (see :mod:`weaksep.confidence`), and bad inputs skipped
+with one line each. ``separate_file`` separates one file into one folder;
+``separate_waveform`` works on tensors; ``overlap_add`` is the stitching alone;
+``benchmark_folder`` measures the whole path on synthetic files.
 """
 from __future__ import annotations
 
@@ -20,13 +27,17 @@ import hashlib
 import math
 import os
 import re
+import sys
 import tempfile
+import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
@@ -36,7 +47,12 @@ from .checkpoint import load_separator
 from .clap import ClapBackend, load_clap
 from .data.manifest import read_audio  # noqa: F401 - part of this module's interface (cli, notebooks)
 from .data.render import TARGET_RMS
+from .io import atomic_write_text
 from .model import Separator
+from .paths import file_sha256
+
+if TYPE_CHECKING:
+    from .confidence import ConfidenceThreshold
 
 # Training mixtures sum two clips rendered at TARGET_RMS with random gains:
 # inputs are scaled to this RMS before separation and back afterwards, so a
@@ -45,6 +61,13 @@ REFERENCE_RMS = TARGET_RMS * math.sqrt(2)
 DEFAULT_WINDOW_SECONDS = 2.048  # the quick profile's clip (16384 samples at 8 kHz)
 PROGRESS_MIN_WINDOWS = 5  # a progress bar for inputs of at least this many windows
 FALLBACK_CLAP = Path("results") / "models" / "clap_proxy.pt"  # relative to the repository
+DEFAULT_CHECKPOINT = Path("results") / "models" / "weak_n2.pt"  # relative to the repository: the quick study's
+RESIDUAL_FILE = "residual.wav"
+SCORES_FILE = "scores.csv"
+SCORE_COLUMNS = ("input", "prompt", "output", "estimate_score", "mixture_score", "absent_warning")
+# Headerless RAW needs its rate and sample format spelled out: a folder scan cannot read it.
+UNSCANNED_FORMATS = frozenset({"RAW"})
+EXTENSION_ALIASES = {"aif": "AIFF", "aifc": "AIFF", "oga": "OGG", "opus": "OGG", "snd": "AU"}
 
 
 # --------------------------------------------------------------------------- stitching
@@ -227,12 +250,29 @@ class LoadedSeparator:
                                  window=self.clip_samples, **kwargs)
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]  # as Study.clap_info records it
+def recorded_clap_paths(recorded: str, checkpoint: Path, profile_name: str | None, repo_root: Path) -> list[Path]:
+    """Where the CLAP a run config records may be, most likely first.
+
+    Run configs record the CLAP as :func:`weaksep.paths.portable_path` wrote
+    it: ``<repo>/...`` (under ``repo_root``), ``<cache>/...`` (under the
+    default cache, or under a folder above the checkpoint: the cache of a study
+    run with another data root), an absolute path (older runs), or a bare file
+    name (a CLAP outside the checkout and the default cache, looked for beside
+    the checkpoint and in ``<folder above it>/<profile>/clap/``, where a study
+    keeps its CLAP).
+    """
+    from .paths import default_cache
+
+    label, _, rest = recorded.partition("/")
+    above = list(checkpoint.resolve().parents)
+    if label == "<repo>":
+        return [repo_root / rest]
+    if label == "<cache>":
+        return [default_cache() / rest, *(a / rest for a in above)]
+    p = Path(recorded)
+    if p.is_absolute() or len(p.parts) > 1:
+        return [p]
+    return [checkpoint.parent / p, *((a / profile_name / "clap" / p) for a in above if profile_name)]
 
 
 def load_for_inference(checkpoint: str | Path, clap_checkpoint: str | Path | None = None,
@@ -241,7 +281,8 @@ def load_for_inference(checkpoint: str | Path, clap_checkpoint: str | Path | Non
     """Load a separator checkpoint and the CLAP it was trained with.
 
     The CLAP is ``clap_checkpoint`` if given, else the one the run config
-    names, else (when that path does not exist here, e.g. on another machine)
+    names (see :func:`recorded_clap_paths`), else (when that path does not
+    exist here, e.g. on another machine)
     ``<repo_root>/results/models/clap_proxy.pt``. A CLAP whose file differs
     from the one used in training gives a warning; one whose text embedding
     has another dimension is an error. With ``expected_profile`` (a profile
@@ -249,7 +290,7 @@ def load_for_inference(checkpoint: str | Path, clap_checkpoint: str | Path | Non
     that differ. Errors name the file and what was wrong.
     """
     from .profiles import get_profile
-    from .train import separator_config
+    from .runs import separator_config
 
     path = Path(checkpoint)
     model, run_config = load_separator(path)
@@ -259,16 +300,17 @@ def load_for_inference(checkpoint: str | Path, clap_checkpoint: str | Path | Non
     info = run_config.get("clap") or {}
     backend = info.get("backend", "proxy")
     if repo_root is None:
-        from .study import REPO_ROOT as repo_root
+        from .paths import REPO_ROOT as repo_root  # read at call time: tests point it elsewhere
     if clap_checkpoint:
         candidates = [Path(clap_checkpoint)]
     else:
-        candidates = [Path(info["checkpoint"])] if info.get("checkpoint") else []
+        candidates = recorded_clap_paths(info["checkpoint"], path, profile.get("name"), Path(repo_root)) \
+            if info.get("checkpoint") else []
         if backend == "proxy":
             candidates.append(Path(repo_root) / FALLBACK_CLAP)
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
-        tried = ", ".join(str(c) for c in candidates) or "no path recorded"
+        tried = ", ".join(dict.fromkeys(str(c) for c in candidates[:4] + candidates[-1:])) or "no path recorded"
         raise FileNotFoundError(f"the {backend} CLAP of checkpoint {path} is not found ({tried}: no such file); "
                                 f"pass the CLAP file it was trained with (--clap-checkpoint)")
     kwargs = {"tokenizer_dir": tokenizer_dir} if backend == "laion" and tokenizer_dir else {}
@@ -276,11 +318,11 @@ def load_for_inference(checkpoint: str | Path, clap_checkpoint: str | Path | Non
     if clap.embed_dim != model.cfg.text_dim:
         raise ValueError(f"checkpoint {path} expects CLAP text embeddings of dimension {model.cfg.text_dim} but "
                          f"CLAP {found} gives {clap.embed_dim}: the checkpoint belongs to another model")
-    if info.get("sha256") and _file_sha(found) != info["sha256"]:
+    if info.get("sha256") and file_sha256(found) != info["sha256"]:
         warnings.warn(f"CLAP {found} is not the file checkpoint {path} was trained with "
                       f"(sha256 {info['sha256']}); the estimates may be poor", stacklevel=2)
     if expected_profile is not None:
-        expected = separator_config(get_profile(expected_profile), clap)
+        expected = separator_config(get_profile(expected_profile), clap, model.cfg.text_norm)
         if model.cfg != expected:
             diff = {k: (v, expected.to_dict()[k]) for k, v in model.cfg.to_dict().items() if v != expected.to_dict()[k]}
             raise ValueError(f"checkpoint {path} is not a {expected_profile}-profile model: (saved, expected) "
@@ -297,8 +339,12 @@ def prompt_filename(prompt: str) -> str:
     return f"{name}.wav"
 
 
-def output_paths(prompts: Sequence[str], out_dir: str | Path) -> list[Path]:
-    """One ``<out_dir>/<slug>.wav`` per prompt; two prompts with the same file name are an error."""
+def output_paths(prompts: Sequence[str], out_dir: str | Path, residual: bool = False) -> list[Path]:
+    """One ``<out_dir>/<slug>.wav`` per prompt, then ``<out_dir>/residual.wav`` with ``residual``.
+
+    Two outputs with the same file name (two prompts, or a prompt "residual"
+    beside the residual) are an error.
+    """
     prompts = _check_prompts(prompts)
     names = [prompt_filename(p) for p in prompts]
     seen: dict[str, str] = {}
@@ -306,6 +352,11 @@ def output_paths(prompts: Sequence[str], out_dir: str | Path) -> list[Path]:
         if n in seen:
             raise ValueError(f"prompts {seen[n]!r} and {p!r} would both be written to {n}; make them differ")
         seen[n] = p
+    if residual:
+        if RESIDUAL_FILE in seen:
+            raise ValueError(f"prompt {seen[RESIDUAL_FILE]!r} would be written to {RESIDUAL_FILE}, the residual's "
+                             f"file; rephrase it or leave out the residual")
+        names.append(RESIDUAL_FILE)
     return [Path(out_dir) / n for n in names]
 
 
@@ -346,25 +397,337 @@ def write_outputs(estimates: Tensor, sample_rate: int, paths: Sequence[Path]) ->
 
 
 def separate_file(input_path: str | Path, prompts: Sequence[str], out_dir: str | Path,
-                  checkpoint: str | Path | LoadedSeparator, *, clap_checkpoint: str | Path | None = None,
-                  tokenizer_dir: str | Path | None = None, expected_profile: str | None = None,
-                  progress: bool = True, **kwargs: Any) -> list[Path]:
+                  checkpoint: str | Path | LoadedSeparator, *, residual: bool = False,
+                  clap_checkpoint: str | Path | None = None, tokenizer_dir: str | Path | None = None,
+                  expected_profile: str | None = None, progress: bool = True, **kwargs: Any) -> list[Path]:
     """Separate one sound file into ``<out_dir>/<prompt slug>.wav``, one file per prompt.
 
     The outputs have the input's sample rate, length and channel count (32-bit
-    float WAV). Everything is checked and computed before anything is written,
-    and the files appear all together or not at all. ``kwargs`` go to
-    :func:`separate_waveform` (``overlap``, ``batch_size``, ``template``,
-    ``normalize``). Returns the written paths.
+    float WAV); with ``residual``, ``<out_dir>/residual.wav`` holds the input
+    minus the sum of the estimates. Everything is checked and computed before
+    anything is written, and the files appear all together or not at all.
+    ``kwargs`` go to :func:`separate_waveform` (``overlap``, ``batch_size``,
+    ``template``, ``normalize``). Returns the written paths. For several
+    inputs, folders, scores and ``OUTDIR/<input stem>/`` use :func:`separate_files`.
     """
-    paths = output_paths(prompts, out_dir)
+    paths = output_paths(prompts, out_dir, residual)
     wav, rate = read_audio(input_path)
     sep = checkpoint if isinstance(checkpoint, LoadedSeparator) else load_for_inference(
         checkpoint, clap_checkpoint, tokenizer_dir, expected_profile)
     est = sep.separate(wav, rate, prompts, progress=progress, **kwargs)
-    return write_outputs(est, rate, paths)
+    return write_outputs(with_residual(wav, est) if residual else est, rate, paths)
 
 
+def with_residual(mixture: Tensor, estimates: Tensor) -> Tensor:
+    """(P, C, T) estimates -> (P + 1, C, T): the last is ``mixture`` (C, T) minus their sum.
+
+    Written as 32-bit float, the outputs then add back up to the input up to
+    float32 rounding (a relative error of about 1e-7).
+    """
+    return torch.cat([estimates, (mixture.float() - estimates.sum(dim=0)).unsqueeze(0)])
+
+
+# --------------------------------------------------------------------------- many inputs
+def audio_extensions() -> frozenset[str]:
+    """Lower-case extensions (without the dot) of every format this soundfile reads, for folder scans.
+
+    Each format's own name (``wav``, ``flac``, ``ogg``, ``mp3``, ``aiff``, ...)
+    and the usual aliases (``aif``, ``oga``, ``opus``, ``snd``); headerless RAW
+    is left out.
+    """
+    formats = set(sf.available_formats()) - UNSCANNED_FORMATS
+    return frozenset({f.lower() for f in formats} | {a for a, f in EXTENSION_ALIASES.items() if f in formats})
+
+
+def _scan_folder(folder: Path, exclude: Path | None) -> list[Path]:
+    """Audio files under ``folder``, sorted; hidden files and folders and ``exclude`` left out.
+
+    Hidden entries are skipped because they are not the user's recordings
+    (``.git``, macOS ``._x.wav`` resource forks, our own ``.x.wav.tmp`` files).
+    """
+    extensions = audio_extensions()
+    found = []
+    for root, dirs, files in os.walk(folder):  # does not follow symbolic links to folders: no cycles
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (exclude is None or (here / d).resolve() != exclude))
+        found += [here / f for f in files
+                  if not f.startswith(".") and Path(f).suffix[1:].lower() in extensions]
+    return sorted(found)
+
+
+def expand_inputs(inputs: str | Path | Sequence[str | Path], exclude: str | Path | None = None
+                  ) -> tuple[list[Path], list[str]]:
+    """The sound files that ``inputs`` name, and one message per input that names none.
+
+    Each input is a file (taken whatever its extension), a folder (searched
+    recursively for :func:`audio_extensions`, hidden entries and the folder
+    ``exclude`` — the output folder — left out) or a glob pattern (``*``, ``?``,
+    ``[...]``; ``**`` spans folders). A file named twice is kept once, at its
+    first place.
+    """
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    skip = Path(exclude).resolve() if exclude is not None else None
+    files: list[Path] = []
+    problems: list[str] = []
+    for spec in inputs:
+        path = Path(spec)
+        if path.is_dir():
+            found = _scan_folder(path, skip)
+            if not found:
+                problems.append(f"folder {path} holds no sound file (looked for "
+                                f"{', '.join(sorted(audio_extensions()))})")
+        elif path.exists():
+            found = [path]
+        elif re.search(r"[*?\[]", str(spec)):
+            import glob
+
+            found = []
+            for match in sorted(glob.glob(str(spec), recursive=True)):
+                m = Path(match)
+                found += _scan_folder(m, skip) if m.is_dir() else [m]
+            if not found:
+                problems.append(f"pattern {spec} matches no file")
+        else:
+            problems.append(f"audio file {path} does not exist")
+            found = []
+        files += found
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique, problems
+
+
+def probe_audio(path: str | Path) -> str | None:
+    """Why soundfile cannot read ``path`` (from its header only), or ``None`` when it looks readable."""
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError ...
+        return f"audio file {path} is not readable by soundfile ({type(e).__name__}: {e})"
+    if info.frames == 0:
+        return f"audio file {path} has zero length (no samples)"
+    return None
+
+
+def input_folder_names(paths: Sequence[str | Path], reserved: Collection[str] = (SCORES_FILE,)) -> list[str]:
+    """The output folder of each input: its stem, made unique deterministically.
+
+    Inputs of equal stems (compared without case, for case-insensitive file
+    systems) are named by their stem preceded by as many of their parent
+    folders as tell them apart, joined by ``__`` (``a/mix.wav``, ``b/mix.wav``
+    -> ``a__mix``, ``b__mix``); files of one folder that differ only in
+    extension keep it (``mix.wav``, ``mix.flac``). Names depend only on the set
+    of files, not on their order. ``reserved`` names (the scores file) are
+    avoided the same way.
+    """
+    resolved = [Path(p).resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError("the same file is listed twice; expand_inputs keeps one")
+    taken = {r.casefold() for r in reserved}
+
+    def label(p: Path, depth: int, keep_extension: bool) -> str:
+        parents = list(p.parent.parts[1:])  # without the root
+        return "__".join([*(parents[len(parents) - depth:] if depth else []), p.name if keep_extension else p.stem])
+
+    names = [p.stem for p in resolved]
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(name.casefold(), []).append(i)
+    for key, idx in groups.items():
+        if len(idx) == 1 and key not in taken:
+            continue
+        deepest = max(len(resolved[i].parent.parts) - 1 for i in idx)
+        tries = [(d, False) for d in range(1, deepest + 1)] + [(d, True) for d in range(deepest + 1)]
+        for depth, keep_extension in tries:
+            candidates = [label(resolved[i], depth, keep_extension) for i in idx]
+            folded = {c.casefold() for c in candidates}
+            if len(folded) == len(candidates) and not folded & taken:
+                break
+        for i, c in zip(idx, candidates):
+            names[i] = c
+    # A name made above may equal another input's stem: number the later one (by path).
+    final = list(names)
+    for i in sorted(range(len(names)), key=lambda i: str(resolved[i])):
+        name, k = names[i], 2
+        while name.casefold() in taken:
+            name, k = f"{names[i]}_{k}", k + 1
+        taken.add(name.casefold())
+        final[i] = name
+    return final
+
+
+def default_checkpoint() -> Path:
+    """``<repo>/results/models/weak_n2.pt``, the quick study's weak model; an error saying how to make it."""
+    from .paths import REPO_ROOT  # read at call time: tests point it elsewhere
+
+    path = REPO_ROOT / DEFAULT_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint given and no default model {path}; make one with `make reproduce` (the quick study) "
+            f"or `weaksep train --regime weak --sources 2 --out runs/weak_n2`, then pass runs/weak_n2/model.pt as the "
+            f"checkpoint (--checkpoint)")
+    return path
+
+
+def _absent_threshold(sep: LoadedSeparator, confidence: str | Path | None, template: bool
+                      ) -> tuple[ConfidenceThreshold | None, str]:
+    """The absent-sound threshold to use with ``sep`` (or ``None``) and a one-line note on it."""
+    from .confidence import default_confidence_path, load_threshold
+
+    if confidence is None:
+        name = (sep.run_config.get("profile") or {}).get("name") if isinstance(sep.run_config, dict) else None
+        if not name:
+            return None, f"no absent-sound warnings: checkpoint {sep.path} names no profile, so no default " \
+                         f"confidence file; pass one"
+        path, required = default_confidence_path(name), False
+    else:
+        path, required = Path(confidence), True
+    if not Path(sep.clap_path).is_file():
+        return None, f"no absent-sound warnings: the CLAP file {sep.clap_path} cannot be hashed"
+    threshold, note = load_threshold(path, sep.clap_path, required=required)
+    if threshold is not None and not template:
+        return None, ("no absent-sound warnings without the prompt template: the threshold was measured "
+                      "on templated prompts")
+    return threshold, note
+
+
+def _stderr(message: str) -> None:
+    print(f"weaksep: {message}", file=sys.stderr)
+
+
+def separate_files(inputs: str | Path | Sequence[str | Path], prompts: Sequence[str], out_dir: str | Path,
+                   checkpoint: str | Path | LoadedSeparator | None = None, *, residual: bool = False,
+                   confidence: str | Path | None = None, clap_checkpoint: str | Path | None = None,
+                   tokenizer_dir: str | Path | None = None, expected_profile: str | None = None,
+                   template: bool = True, progress: bool = False, log: Callable[[str], None] | None = _stderr,
+                   echo: Callable[[str], None] | None = None, **kwargs: Any) -> pd.DataFrame:
+    """Separate many sound files with one model load; write the outputs and their confidence scores.
+
+    Args:
+        inputs: files, folders (searched recursively) and glob patterns, see
+            :func:`expand_inputs`; the output folder itself is never an input.
+        prompts: P texts, one output per prompt and input.
+        out_dir: the outputs of each input go to ``<out_dir>/<name>/<prompt
+            slug>.wav`` (and ``residual.wav``), ``<name>`` its stem made unique
+            by :func:`input_folder_names`; existing files of those names are
+            replaced. ``<out_dir>/scores.csv`` gets this call's scores.
+        checkpoint: a separator checkpoint, a :class:`LoadedSeparator`, or
+            ``None`` for :func:`default_checkpoint`; loaded once.
+        residual: also write ``residual.wav``, the input minus the sum of the
+            estimates (float WAV, so the outputs add back up to the input).
+        confidence: the absent-sound threshold file (an error if unreadable);
+            ``None``: ``confidence.json`` in the results folder of the
+            checkpoint's profile, or no warnings (with a note) when there is
+            none or it belongs to another CLAP.
+        template: put the prompts into the CLAP's template, for the separation
+            and the scores alike.
+        progress: a bar over windows for long inputs.
+        log: receives one-line messages ``skipped: ...``, ``warning: ...`` and
+            ``note: ...`` (default: printed to stderr as ``weaksep: ...``).
+        echo: receives one line per written output (default: none).
+        kwargs: go to :func:`separate_waveform` (``overlap``, ``batch_size``, ``normalize``).
+
+    Returns:
+        One row per (separated input, prompt), columns ``input``, ``prompt``,
+        ``output`` (the file), ``estimate_score`` (CLAP cosine similarity of
+        the estimate and the prompt), ``mixture_score`` (of the input and the
+        prompt; see :mod:`weaksep.confidence`) and ``absent_warning`` (the
+        mixture score is below the threshold; ``<NA>`` without a threshold),
+        as written to ``scores.csv``. ``attrs["skipped"]`` lists one message
+        per skipped input, ``attrs["timing"]`` the seconds spent loading the
+        model and in all (``model_load_seconds``, ``total_seconds``) and the
+        seconds of audio separated (``audio_seconds``).
+
+    Raises:
+        ValueError, FileNotFoundError: bad prompts, no input that can be read
+            (with one input, its own message), a checkpoint or a named
+            ``confidence`` file that cannot be loaded; nothing is written then.
+            A bad input among good ones is skipped instead, the others are
+            written.
+    """
+    start = time.perf_counter()
+    log = log or (lambda message: None)
+    out_dir = Path(out_dir)
+    names = [p.name for p in output_paths(prompts, ".", residual)]  # checks the prompts before any slow work
+    prompts = _check_prompts(prompts)
+    files, problems = expand_inputs(inputs, exclude=out_dir)
+    readable = []
+    for f in files:
+        problem = probe_audio(f)
+        if problem:
+            problems.append(problem)
+        else:
+            readable.append(f)
+    if not readable:
+        if len(problems) == 1:
+            raise ValueError(problems[0])
+        for problem in problems:
+            log(f"skipped: {problem}")
+        raise ValueError(f"nothing to separate: all {len(problems)} inputs were skipped")
+    for problem in problems:
+        log(f"skipped: {problem}")
+
+    loading = time.perf_counter()
+    sep = checkpoint if isinstance(checkpoint, LoadedSeparator) else load_for_inference(
+        checkpoint if checkpoint is not None else default_checkpoint(), clap_checkpoint, tokenizer_dir,
+        expected_profile)
+    load_seconds = time.perf_counter() - loading
+    threshold, note = _absent_threshold(sep, confidence, template)  # before separating: a bad file fails early
+
+    from .confidence import confidence_scores
+
+    rows: list[dict[str, Any]] = []
+    skipped = list(problems)
+    audio_seconds = 0.0
+    n_inputs = len(readable) + len(problems)
+    for path, folder in zip(readable, input_folder_names(readable)):
+        try:
+            wav, rate = read_audio(path)
+            est = sep.separate(wav, rate, prompts, progress=progress, template=template, **kwargs)  # (P, C, T)
+        except (FileNotFoundError, ValueError) as e:  # e.g. NaN samples, found only when reading it all
+            message = str(e) if str(path) in str(e) else f"audio file {path} cannot be separated: {e}"
+            if n_inputs == 1:  # one input: its error is the call's
+                raise ValueError(message) from e
+            skipped.append(message)
+            log(f"skipped: {message}")
+            continue
+        written = write_outputs(with_residual(wav, est) if residual else est, rate,
+                                [out_dir / folder / n for n in names])
+        window = max(1, round(sep.clip_samples * rate / sep.sample_rate))  # the training clip, at this rate
+        est_scores, mix_scores = confidence_scores(sep.clap, wav, est, rate, prompts, window, template=template)
+        audio_seconds += wav.shape[-1] / rate
+        for prompt, out, e_score, m_score in zip(prompts, written, est_scores, mix_scores):
+            warn = None if threshold is None else bool(threshold.warns(float(m_score)))
+            rows.append({"input": str(path), "prompt": prompt, "output": str(out), "estimate_score": float(e_score),
+                         "mixture_score": float(m_score), "absent_warning": warn})
+            if echo:
+                echo(f"{path}: {prompt!r} -> {out}  (CLAP score {e_score:.3f}; mixture {m_score:.3f})")
+            if warn:
+                log(f"warning: {path}: {prompt!r} may be absent: the mixture's CLAP score {m_score:.3f} is "
+                    f"{threshold.explain()}")
+        if residual and echo:
+            echo(f"{path}: residual -> {written[-1]}")
+
+    if not rows:
+        raise ValueError(f"nothing separated: all {n_inputs} inputs were skipped")
+    scores = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    scores["absent_warning"] = scores["absent_warning"].astype("boolean")
+    atomic_write_text(out_dir / SCORES_FILE, scores.to_csv(index=False))
+    scores.attrs["skipped"] = skipped
+    scores.attrs["timing"] = {"model_load_seconds": load_seconds, "total_seconds": time.perf_counter() - start,
+                              "audio_seconds": audio_seconds}
+    log(f"note: {note}")
+    log(f"note: separated {len(set(scores['input']))} of {n_inputs} input(s) ({audio_seconds:.1f} s of audio) "
+        f"with {sep.path}; scores in {out_dir / SCORES_FILE}")
+    return scores
+
+
+# --------------------------------------------------------------------------- cost
 def separation_speed(sep: LoadedSeparator, seconds: float = 60.0, prompts: Sequence[str] = ("violin",),
                      sample_rate: int | None = None, repeats: int = 1) -> dict[str, float]:
     """Real-time factor of ``sep`` on this machine: seconds of audio separated per second of wall time.
@@ -372,8 +735,6 @@ def separation_speed(sep: LoadedSeparator, seconds: float = 60.0, prompts: Seque
     A mono noise input of ``seconds`` at ``sample_rate`` (default: the model's)
     is separated ``repeats`` times after one warm-up window; the best time counts.
     """
-    import time
-
     rate = sample_rate or sep.sample_rate
     wav = torch.randn(1, int(seconds * rate), generator=torch.Generator().manual_seed(0)) * 0.1
     sep.separate(wav[:, : sep.clip_samples], rate, prompts)  # warm-up: CLAP text cache, allocator
@@ -384,3 +745,51 @@ def separation_speed(sep: LoadedSeparator, seconds: float = 60.0, prompts: Seque
         best = min(best, time.perf_counter() - t0)
     return {"audio_seconds": float(seconds), "wall_seconds": best, "realtime_factor": seconds / best,
             "prompts": len(prompts), "threads": torch.get_num_threads()}
+
+
+def _synthetic_recording(seconds: float, sample_rate: int, channels: int, seed: int) -> np.ndarray:
+    """(frames, channels) float32: two tones with a slow tremolo over soft noise, like a busy recording."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f1, f2 = rng.uniform(110, 880, size=2)
+    tone = 0.2 * np.sin(2 * np.pi * f1 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t)) + 0.1 * np.sin(2 * np.pi * f2 * t)
+    return np.stack([tone + 0.02 * rng.standard_normal(t.size) for _ in range(channels)], 1).astype(np.float32)
+
+
+def benchmark_folder(model_path: str | Path, n_files: int = 20, seconds: float = 60.0,
+                     prompts: Sequence[str] = ("violin",), sample_rate: int = 44100, channels: int = 1,
+                     residual: bool = False, **kwargs: Any) -> dict[str, float]:
+    """What separating a folder costs: ``n_files`` synthetic files of ``seconds`` each, in one call.
+
+    The files (16-bit WAV at ``sample_rate`` Hz, ``channels`` channels, as a
+    recording would come) are written to a temporary folder and separated by
+    one :func:`separate_files` call, which loads the model once, writes every
+    output and scores it; everything is removed afterwards. ``kwargs`` go to
+    :func:`separate_files`.
+
+    Returns:
+        ``audio_seconds_per_second`` (seconds of audio separated per second of
+        wall time, model load included), ``model_load_share`` (the share of the
+        wall time spent loading the model), and the figures they come from:
+        ``files``, ``audio_seconds``, ``wall_seconds``, ``model_load_seconds``,
+        ``prompts``, ``sample_rate``, ``channels``, ``threads``.
+    """
+    if n_files < 1 or seconds <= 0:
+        raise ValueError(f"need at least one file of positive length, got {n_files} files of {seconds} s")
+    with tempfile.TemporaryDirectory(prefix="weaksep-bench-") as tmp:
+        inputs = Path(tmp) / "inputs"
+        inputs.mkdir()
+        for i in range(n_files):
+            sf.write(inputs / f"recording_{i:03d}.wav", _synthetic_recording(seconds, sample_rate, channels, i),
+                     sample_rate, subtype="PCM_16")
+        start = time.perf_counter()
+        scores = separate_files(inputs, prompts, Path(tmp) / "out", model_path, residual=residual,
+                                log=None, **kwargs)
+        wall = time.perf_counter() - start
+    if scores.attrs["skipped"]:
+        raise RuntimeError(f"the benchmark skipped inputs: {scores.attrs['skipped']}")
+    load = scores.attrs["timing"]["model_load_seconds"]
+    audio = scores.attrs["timing"]["audio_seconds"]
+    return {"files": n_files, "audio_seconds": audio, "wall_seconds": wall, "audio_seconds_per_second": audio / wall,
+            "model_load_seconds": load, "model_load_share": load / wall, "prompts": len(prompts),
+            "sample_rate": sample_rate, "channels": channels, "threads": torch.get_num_threads()}

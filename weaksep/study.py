@@ -166,7 +166,7 @@ class Study:
         assert self.clap_checkpoint is not None
         if self._clap_sha is None:
             self._clap_sha = file_sha256(self.clap_checkpoint)
-        return {"backend": self.clap_backend, "checkpoint": portable_path(self.clap_checkpoint),
+        return {"backend": self.clap_backend, "checkpoint": portable_path(self.clap_checkpoint, self.cache),
                 "sha256": self._clap_sha}
 
     # --- training ---------------------------------------------------------
@@ -250,7 +250,7 @@ class Study:
 
     # --- evaluation -------------------------------------------------------
     def evaluate(self, runs: dict[str, str | Path], n_sources: int, split: str = "test",
-                 with_clean: bool = False) -> pd.DataFrame:
+                 with_clean: bool = False, corpus: str = "instruments") -> pd.DataFrame:
         """Per-query rows of the models ``runs`` (label -> model path) on the saved ``split`` mixtures.
 
         Adds the columns ``regime``, ``label_fraction`` and ``n_sources``; the
@@ -258,7 +258,7 @@ class Study:
         ``with_clean``, the clean sources as ``clean`` (CLAP columns only).
         """
         loaded = {label: load_separator(path) for label, path in runs.items()}
-        df = evaluate_separators({k: m for k, (m, _) in loaded.items()}, self.clap(), self.testset(n_sources, split),
+        df = evaluate_separators({k: m for k, (m, _) in loaded.items()}, self.clap(), self.testset(n_sources, split, corpus),
                                  self.profile.sample_rate, self.profile.eval_batch_size, with_clean=with_clean)
         fixed = {"mixture": "mixture", "clean": "clean"}
         regime = {k: cfg["regime"] for k, (_, cfg) in loaded.items()} | fixed

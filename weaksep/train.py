@@ -65,6 +65,12 @@ def build_separator(cfg: RunConfig, profile: Profile, clap: ClapBackend, clips: 
     return model
 
 
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig, profile: Profile, device: torch.device) -> torch.optim.Adam:
+    """Adam at the run's learning rate; fused (one kernel for all parameters) where torch offers it."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=profile.weight_decay,
+                            fused=device.type in ("cpu", "cuda"))
+
+
 def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, out_dir: str | Path, *,
           val: Mixture | None = None, progress: bool = True, stop_after: int | None = None,
           snapshots: bool = False, text_cache: str | Path | None = None) -> Path:
@@ -101,9 +107,7 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
     if text_cache is not None:
         clap.load_text_cache(text_cache)
     model = build_separator(cfg, profile, clap, clips).to(rt.device)
-    # fused: one kernel for the whole parameter list instead of a dozen per tensor (see make bench).
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=profile.weight_decay,
-                           fused=rt.device.type in ("cpu", "cuda"))
+    opt = make_optimizer(model, cfg, profile, rt.device)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=profile.lr_decay_every, gamma=0.1)
     start = 0
     if ckpt_path.exists():
@@ -137,15 +141,15 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
         with autocast:
             terms = training_losses(net, clap, batches, cfg, profile.sample_rate)
         for name, value in terms.items():
-            if not math.isfinite(float(value)):
+            if not math.isfinite(float(value.detach())):
                 raise NonFiniteLossError(
-                    f"step {step}: loss term {name} = {float(value)}; the last good checkpoint is {ckpt_path}")
+                    f"step {step}: loss term {name} = {float(value.detach())}; the last good checkpoint is {ckpt_path}")
         opt.zero_grad(set_to_none=True)
         terms["loss_total"].backward()
         opt.step()
         sched.step()
         now = time.time()
-        losses = mean_over_processes({k: float(v) for k, v in terms.items()}, rt)
+        losses = mean_over_processes({k: float(v.detach()) for k, v in terms.items()}, rt)
         log_rows.append({"step": step, **losses, "lr": sched.get_last_lr()[0], "seconds": round(now - t_last, 4)})
         t_last = now
         bar.set_postfix(loss=f"{losses['loss_total']:.4f}")

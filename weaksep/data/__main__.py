@@ -1,12 +1,24 @@
-"""``python -m weaksep.data render --profile smoke --out DIR [--corpus instruments|events|all]``.
+"""``python -m weaksep.data``: render corpora, prepare a dataset's manifests, write a fixture dataset.
 
-Renders the corpora of a profile (cached: a second run with the same settings
-does nothing) and prints what is on disk: clips per split, seconds of audio,
-soundfonts, bytes, time taken and the folder.
+``render --profile smoke --out DIR [--corpus instruments|events|all]``
+    renders the corpora of a profile (cached: a second run with the same
+    settings does nothing) and prints what is on disk: clips per split,
+    seconds of audio, soundfonts, bytes, time taken and the folder.
+``prepare [--layout music|vggsound|audiocaps] --root DIR --out MANIFESTS [--skip-bad]``
+    writes ``MANIFESTS/train.csv``, ``val.csv``, ``test.csv`` for a MUSIC,
+    VGGSound or AudioCaps download (layout detected when not given) and prints
+    one summary line; a bad row or corrupt audio file stops it unless
+    ``--skip-bad``.
+``fixture --layout music|vggsound|audiocaps --out DIR [--seed N]``
+    writes a tiny dataset in that public layout from rendered audio, with a few
+    missing files and one corrupt file (see ``weaksep/data/fixtures.py``).
+
+Bad input: one line ``python -m weaksep.data: error: ...`` on stderr, exit status 2.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 import warnings
@@ -16,6 +28,10 @@ from pathlib import Path
 from ..profiles import PROFILES, get_profile
 from .classes import CORPORA
 from .corpus import SPLITS, corpus_dir, corpus_is_current, corpus_settings, read_corpus_manifest, render_corpus, settings_hash
+from .layouts import DATASET_LAYOUTS, prepare_data
+from .manifest import ManifestError
+
+PROG = "python -m weaksep.data"
 
 
 def _summary(folder: Path, profile, seconds: float, was_cached: bool) -> str:
@@ -35,16 +51,7 @@ def _summary(folder: Path, profile, seconds: float, was_cached: bool) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m weaksep.data", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    render = sub.add_parser("render", help="render the corpora of a profile")
-    render.add_argument("--profile", default=None, choices=sorted(PROFILES),
-                        help="study profile (default: $WEAKSEP_PROFILE or quick)")
-    render.add_argument("--out", required=True, type=Path, help="root folder of the rendered corpora")
-    render.add_argument("--corpus", default="all", choices=[*CORPORA, "all"])
-    args = parser.parse_args(argv)
-
+def _render(args: argparse.Namespace) -> int:
     profile = get_profile(args.profile)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -58,6 +65,76 @@ def main(argv: list[str] | None = None) -> int:
     for note in dict.fromkeys(str(w.message) for w in caught):  # each note once
         print(f"note: {note}", flush=True)
     return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = prepare_data(args.root, args.out, args.layout, skip_bad=args.skip_bad,
+                              echo=lambda line: print(line, flush=True))
+    for note in dict.fromkeys(str(w.message) for w in caught):
+        print(f"note: {note}", flush=True)
+    if folder == args.root:
+        print(f"{folder} already holds manifests (train.csv, test.csv): use it as it is", flush=True)
+    return 0
+
+
+def _fixture(args: argparse.Namespace) -> int:
+    from .fixtures import write_fixture  # imports the renderer: only this subcommand needs it
+
+    r = write_fixture(args.layout, args.out, seed=args.seed)
+    kept = ", ".join(f"{s} {n}" for s, n in r.kept.items())
+    print(f"{r.layout} fixture in {r.root}: {kept} clips with audio; {sum(r.missing.values())} listed without "
+          f"a file; 1 corrupt file {r.corrupt} ({r.corrupt_metadata} line {r.corrupt_line}); "
+          f"prepare it with --skip-bad", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    render = sub.add_parser("render", help="render the corpora of a profile")
+    render.add_argument("--profile", default=None, choices=sorted(PROFILES),
+                        help="study profile (default: $WEAKSEP_PROFILE or quick)")
+    render.add_argument("--out", required=True, type=Path, help="root folder of the rendered corpora")
+    render.add_argument("--corpus", default="all", choices=[*CORPORA, "all"], help="which corpus (default: all)")
+    render.set_defaults(run=_render)
+
+    prepare = sub.add_parser("prepare", help="write train/val/test manifests for a MUSIC, VGGSound or AudioCaps root")
+    prepare.add_argument("--layout", default=None, choices=DATASET_LAYOUTS,
+                         help="the dataset's layout (default: detected from its metadata files)")
+    prepare.add_argument("--root", required=True, type=Path, help="dataset root: metadata and downloaded audio")
+    prepare.add_argument("--out", required=True, type=Path, help="folder to write train.csv, val.csv, test.csv into")
+    prepare.add_argument("--skip-bad", action="store_true",
+                         help="leave out bad rows and corrupt audio files (listed) instead of stopping at the first")
+    prepare.set_defaults(run=_prepare)
+
+    fixture = sub.add_parser("fixture", help="write a tiny dataset in a public layout, from rendered audio")
+    fixture.add_argument("--layout", required=True, choices=DATASET_LAYOUTS, help="which dataset's layout")
+    fixture.add_argument("--out", required=True, type=Path, help="new or empty folder to write it into")
+    fixture.add_argument("--seed", default=0, type=int, help="seed of ids, clips and captions (default 0)")
+    fixture.set_defaults(run=_fixture)
+    return parser
+
+
+def _one_line(message: str, limit: int = 800) -> str:
+    line = re.sub(r"\s+", " ", str(message)).strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error (argparse printed it; status 2)
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    try:
+        return args.run(args)
+    except (ManifestError, OSError) as e:  # LayoutError is a ManifestError; OSError: missing, existing, denied
+        print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ waves", and ``parse_caption`` / ``caption_entities`` recover the entities.
 """
 from __future__ import annotations
 
+import csv
 import random
 import re
+from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
@@ -79,7 +81,10 @@ _SPLIT = re.compile(
     r"\bwhile\b|\bwhilst\b|\bthen\b|\bas\b|\bwith\b|\band\b|\bover\b|\bbefore\b|\bafter\b)\s*",
     re.IGNORECASE,
 )
-_FILLER = re.compile(r"^(?:and|then|also|meanwhile)\s+|\s+(?:in the background|in the distance|nearby)$", re.IGNORECASE)
+# Words that are not part of an entity: a leading connector word, and where the
+# sound is, at either end ("In the distance, a dog barks" is one entity).
+_PLACE = r"(?:in the background|in the distance|nearby)"
+_FILLER = re.compile(rf"^(?:and|then|also|meanwhile)\s+|^{_PLACE}(?:\s+|$)|\s+{_PLACE}$", re.IGNORECASE)
 
 Rng = Union[np.random.Generator, torch.Generator, random.Random]
 
@@ -132,7 +137,8 @@ def parse_caption(caption: str) -> list[str]:
 
     E.g. "A bird tweets while a telephone rings." -> ["a bird tweets", "a
     telephone rings"]. Lower-cased, in caption order, fillers such as "in the
-    background" removed; an empty caption raises ``ValueError``.
+    background" removed at either end of a phrase (a phrase that is only a
+    filler is dropped); an empty caption raises ``ValueError``.
     """
     if not caption or not caption.strip():
         raise ValueError("cannot parse an empty caption")
@@ -173,5 +179,96 @@ def caption_entities(caption: str, strict: bool = True) -> list[str]:
         out.append(label)
     return out
 
+
+_ARTICLE = re.compile(r"\b(?:a|an|the)\b")
+_PUNCTUATION = re.compile(r"[^\w\s'-]")
+
+
+def normalise_phrase(phrase: str) -> str:
+    """A phrase as compared by :func:`parser_accuracy`: lower-cased, punctuation other
+    than apostrophes and hyphens dropped, the articles "a", "an", "the" dropped and
+    whitespace collapsed, e.g. "A loud, high-pitched  alarm." -> "loud high-pitched alarm"."""
+    text = _ARTICLE.sub(" ", _PUNCTUATION.sub(" ", phrase.lower()))
+    return " ".join(text.split())
+
+
+def parser_accuracy(captions: Sequence[str], gold: Sequence[list[str]]) -> dict:
+    """How well :func:`parse_caption` splits ``captions`` into the ``gold`` entity phrases.
+
+    Returns ``n_captions``; ``count_accuracy``, the share of captions split into as
+    many phrases as gold entities; ``exact_accuracy``, the share whose phrases equal
+    the gold phrases in order after :func:`normalise_phrase`; and ``failures``, one
+    ``(caption, parsed, gold)`` per caption that is not exact.
+    """
+    if len(captions) != len(gold):
+        raise ValueError(f"parser_accuracy needs one gold list per caption, got {len(captions)} captions "
+                         f"and {len(gold)} gold lists")
+    if not captions:
+        raise ValueError("parser_accuracy needs at least one caption")
+    counts = exact = 0
+    failures = []
+    for caption, entities in zip(captions, gold):
+        parsed = parse_caption(caption)
+        counts += len(parsed) == len(entities)
+        if [normalise_phrase(p) for p in parsed] == [normalise_phrase(e) for e in entities]:
+            exact += 1
+        else:
+            failures.append((caption, parsed, list(entities)))
+    n = len(captions)
+    return {"n_captions": n, "count_accuracy": counts / n, "exact_accuracy": exact / n, "failures": failures}
+
+
+def template_accuracy(n_captions: int = 500, seed: int = 0, n_events: Sequence[int] = (1, 2, 3, 4)) -> dict:
+    """The parser's accuracy on the captions :func:`caption_for` writes.
+
+    Caption ``i`` names ``n_events[i % len(n_events)]`` distinct classes of
+    ``EVENTS`` drawn at random (numpy ``default_rng(seed)``). Returns
+    ``n_captions``; ``count_accuracy``, the share whose :func:`caption_entities`
+    has as many entries as labels; ``exact_accuracy``, the share where it equals
+    the labels in order; and ``failures``, ``(caption, entities, labels)`` of the rest.
+    """
+    labels_all = sorted(EVENTS)
+    if n_captions < 1 or not n_events or not all(1 <= n <= len(labels_all) for n in n_events):
+        raise ValueError(f"template_accuracy needs n_captions >= 1 and event counts in 1..{len(labels_all)}, "
+                         f"got n_captions={n_captions}, n_events={tuple(n_events)}")
+    rng = np.random.default_rng(seed)
+    counts = exact = 0
+    failures = []
+    for i in range(n_captions):
+        n = n_events[i % len(n_events)]
+        labels = [labels_all[j] for j in rng.choice(len(labels_all), n, replace=False)]
+        caption = caption_for(labels, rng)
+        entities = caption_entities(caption, strict=False)
+        counts += len(parse_caption(caption)) == n
+        if entities == labels:
+            exact += 1
+        else:
+            failures.append((caption, entities, labels))
+    return {"n_captions": n_captions, "count_accuracy": counts / n_captions, "exact_accuracy": exact / n_captions,
+            "failures": failures}
+
+
+def load_caption_benchmark(path: str | Path) -> tuple[list[str], list[list[str]]]:
+    """Captions and their gold entity phrases from a CSV with columns ``caption,entities``.
+
+    ``entities`` lists the phrases separated by " | " (quote a field that holds a
+    comma). Returns ``(captions, gold)``; a missing column or an empty field raises
+    ``ValueError`` naming the file and row.
+    """
+    path = Path(path)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"caption", "entities"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: expected the columns caption,entities, got {reader.fieldnames}")
+        captions, gold = [], []
+        for row_number, row in enumerate(reader, start=2):
+            caption = (row["caption"] or "").strip()
+            entities = [e.strip() for e in (row["entities"] or "").split("|")]
+            if not caption or not all(entities):
+                raise ValueError(f"{path}, row {row_number}: expected a caption and non-empty entities "
+                                 f"separated by ' | ', got {row}")
+            captions.append(caption)
+            gold.append(entities)
+    return captions, gold
 
 assert set(CLAUSES) == set(NOUN_PHRASES) == set(KEYWORDS) == set(EVENTS), "caption tables must cover EVENTS"

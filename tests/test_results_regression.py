@@ -1,0 +1,142 @@
+"""The committed result tables are what the package computes from the committed per-query rows.
+
+Every table of ``results/`` is written again, into a temporary folder, by the
+same :class:`~weaksep.study.Study` methods the notebooks call
+(:meth:`~weaksep.study.Study.write_table`, :meth:`~weaksep.study.Study.write_ablation`)
+from ``results/queries/<table>.csv`` and ``results/configs/<table>.json``, and
+``summary.csv`` by :func:`weaksep.summary.compare_to_paper` from those tables.
+Every numeric cell must agree within 1e-6 and every other cell exactly. No model
+is loaded: a change to how tables are summarised fails here, naming the table and
+the column, until the results are made again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+TOLERANCE = 1e-6
+# The tables committed with the quick study: the test must find at least these.
+EXPECTED = {
+    "01_two_source.csv",
+    "02_three_source.csv",
+    "03_four_source.csv",
+    "04_semi_supervised.csv",
+    *(f"07_ablations_{s}.csv" for s in ("loss", "weight", "weight_test", "clap", "text", "fraction", "length")),
+    "summary.csv",
+}
+STUDY_TABLES = sorted(p.name for p in RESULTS.glob("0[1-4]_*.csv"))
+ABLATION_TABLES = sorted(p.name for p in RESULTS.glob("07_ablations_*.csv"))
+# numpy warns computing the spread of a column holding +inf (the mixture's SAR): the table keeps NaN there.
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
+ALL_TABLES = [*STUDY_TABLES, *ABLATION_TABLES, *(["summary.csv"] if (RESULTS / "summary.csv").is_file() else [])]
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def _inputs(name: str) -> tuple[pd.DataFrame, dict]:
+    stem = Path(name).stem
+    return _read_csv(RESULTS / "queries" / f"{stem}.csv"), json.loads(
+        (RESULTS / "configs" / f"{stem}.json").read_text()
+    )
+
+
+def _study(config: dict, out: Path):
+    """A study of the config's profile writing into ``out``; its CLAP is never loaded."""
+    from weaksep.study import Study
+
+    study = Study(
+        config["profile"]["name"], data_root=out / "cache", results_dir=out, clap_backend="proxy", progress=False
+    )
+    study.clap_info = lambda: dict(config.get("clap", {}))  # the config written beside the table: as committed
+    return study
+
+
+def _recompute_study_table(name: str, out: Path) -> Path:
+    from weaksep.summary import TABLE_FILES
+
+    table = {f: t for t, f in TABLE_FILES.items()}.get(name)
+    assert table is not None, f"{name} is not in weaksep.summary.TABLE_FILES {TABLE_FILES}"
+    rows, config = _inputs(name)
+    _study(config, out).write_table(Path(name).stem, table, rows)
+    return out / name
+
+
+def _recompute_ablation(name: str, out: Path) -> Path:
+    rows, config = _inputs(name)
+    section = Path(name).stem.removeprefix("07_ablations_")
+    values = config.get("values")
+    if values is None:
+        # Configs written before they recorded each setting's number: take it from the
+        # committed table (the `value` column is then the only one not recomputed).
+        committed = _read_csv(RESULTS / name)
+        values = committed.dropna(subset=["value"]).drop_duplicates("setting").set_index("setting")["value"].to_dict()
+    _study(config, out).write_ablation(section, rows, reference=config["reference"], values=values)
+    return out / name
+
+
+def _recompute_summary(out: Path) -> Path:
+    from weaksep.summary import compare_to_paper, load_tables
+
+    for name in STUDY_TABLES:
+        _recompute_study_table(name, out)
+    path = out / "summary.csv"
+    path.write_text(compare_to_paper(load_tables(out)).to_csv(index=False))
+    return path
+
+
+def _mismatches(committed: pd.DataFrame, recomputed: pd.DataFrame) -> list[str]:
+    """One line per column that differs: its name, how many cells, and the first one."""
+    out = []
+    for col in committed.columns:
+        a, b = committed[col], recomputed[col]
+        if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b) and not pd.api.types.is_bool_dtype(a):
+            x, y = a.to_numpy(np.float64), b.to_numpy(np.float64)
+            bad = ~np.isclose(x, y, rtol=0.0, atol=TOLERANCE, equal_nan=True)
+            bad &= ~((x == y) | (np.isnan(x) & np.isnan(y)))  # equal infinities
+        else:
+            bad = (a.fillna("<NA>").astype(str) != b.fillna("<NA>").astype(str)).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            out.append(
+                f"column {col!r}: {int(bad.sum())} of {len(a)} cells differ, first at row {i}: "
+                f"committed {a.iloc[i]!r}, recomputed {b.iloc[i]!r}"
+            )
+    return out
+
+
+def test_the_committed_tables_are_found_with_their_rows_and_configs():
+    missing = sorted(EXPECTED - set(ALL_TABLES))
+    assert not missing, f"results/ lacks {missing}"
+    for name in [*STUDY_TABLES, *ABLATION_TABLES]:
+        stem = Path(name).stem
+        assert (RESULTS / "queries" / f"{stem}.csv").is_file(), f"results/queries/{stem}.csv is missing"
+        assert (RESULTS / "configs" / f"{stem}.json").is_file(), f"results/configs/{stem}.json is missing"
+
+
+@pytest.mark.parametrize("name", ALL_TABLES)
+def test_a_committed_table_is_recomputed_from_its_rows(name, tmp_path):
+    if name == "summary.csv":
+        path = _recompute_summary(tmp_path)
+    elif name.startswith("07_ablations_"):
+        path = _recompute_ablation(name, tmp_path)
+    else:
+        path = _recompute_study_table(name, tmp_path)
+    committed, recomputed = _read_csv(RESULTS / name), _read_csv(path)
+    assert len(committed) > 0, f"results/{name} is empty"
+    assert list(recomputed.columns) == list(committed.columns), (
+        f"results/{name}: the package now writes columns {list(recomputed.columns)}; make the results again"
+    )
+    assert len(recomputed) == len(committed), (
+        f"results/{name}: {len(recomputed)} rows recomputed, {len(committed)} committed"
+    )
+    assert committed.select_dtypes("number").shape[1] >= 3, f"results/{name} has almost no numeric column to compare"
+    problems = _mismatches(committed, recomputed)
+    assert not problems, f"results/{name} differs from its recomputation:\n" + "\n".join(problems)

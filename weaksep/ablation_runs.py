@@ -1,0 +1,266 @@
+"""The ablation sections of notebook 07, each a function of a :class:`~weaksep.study.Study` and an
+:class:`~weaksep.profiles.AblationPlan`.
+
+Each function trains the runs of its section (or reuses them: runs are cached by
+config hash, so those of notebooks 01-04 are not trained again), scores them on
+the same saved mixtures, writes ``results/07_ablations_<section>.csv`` with
+:meth:`Study.write_ablation` and returns a :class:`SectionResult`. The settings'
+names, the choice on validation and the coverage checks are the pure functions
+of :mod:`weaksep.ablations`. Every table's config holds the plan and the
+``values`` of its settings, so the table can be recomputed from the saved rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .ablations import (
+    by_run,
+    choose_on_validation,
+    clap_variant_rows,
+    clap_variant_steps,
+    plan_fractions,
+    snapshot_settings,
+    weight_setting,
+    weight_test_sources,
+)
+from .paths import portable_path
+from .profiles import AblationPlan
+
+if TYPE_CHECKING:
+    from .study import Study
+
+
+@dataclass
+class SectionResult:
+    """What a section wrote: its table (None when the section was skipped), its per-query rows,
+    notes for the reader (skips, choices) and any number a later section needs (``chosen``)."""
+
+    section: str
+    table: pd.DataFrame | None
+    rows: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+    chosen: dict[str, Any] = field(default_factory=dict)
+
+
+def _write(
+    study: Study,
+    section: str,
+    rows: pd.DataFrame,
+    plan: AblationPlan,
+    config: dict[str, Any],
+    reference: str | dict[str, str],
+    values: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    config = {**config, "values": dict(values or {}), "plan": plan.to_dict()}
+    return study.write_ablation(section, rows, reference=reference, values=values, config=config)
+
+
+def train_weak(study: Study, n_sources: int, seed: int, weight: float) -> Path:
+    """The weak run at contrastive ``weight`` (0: the contrastive term switched off, i.e. unsup + consistency)."""
+    if weight == 0:
+        return study.train("weak", n_sources, seed, contrastive=False)
+    return study.train("weak", n_sources, seed, contrastive_weight=weight)
+
+
+def loss_section(study: Study, plan: AblationPlan) -> SectionResult:
+    """Loss terms: unsup alone, + consistency, + contrastive, + both (weak), and sup (trained at N = 2),
+    at each N of ``plan.loss_sources``, against ``unsup``; the clean sources' CLAP recognition beside."""
+    seed, parts = plan.seed, []
+    for n in plan.loss_sources:
+        runs = {
+            "unsup": study.train("unsup", n, seed),
+            "unsup + consistency": study.train("weak", n, seed, contrastive=False),
+            "unsup + contrastive": study.train("weak", n, seed, consistency=False),
+            "unsup + both (weak)": study.train("weak", n, seed),
+            "sup": study.train("sup", 2, seed),
+        }
+        parts.append(study.evaluate(runs, n, "test", with_clean=True))
+    rows = by_run(pd.concat(parts, ignore_index=True))
+    table = _write(
+        study,
+        "loss",
+        rows,
+        plan,
+        {"seed": seed, "sources": list(plan.loss_sources), "split": "test"},
+        reference="unsup",
+    )
+    return SectionResult("loss", table, rows)
+
+
+def weight_section(study: Study, plan: AblationPlan) -> SectionResult:
+    """Contrastive weight at N = ``plan.weight_sources`` on the *validation* mixtures, against the
+    profile's weight; ``chosen["weight"]`` is the weight of best mean validation SDR."""
+    n, seed, default = plan.weight_sources, plan.seed, study.profile.contrastive_weight
+    weights = list(plan.weights)
+    runs = {weight_setting(w): train_weak(study, n, seed, w) for w in weights}
+    rows = by_run(study.evaluate({"unsup": study.train("unsup", n, seed), **runs}, n, "val", with_clean=True))
+    values = {weight_setting(w): w for w in weights}
+    table = _write(
+        study,
+        "weight",
+        rows,
+        plan,
+        {"seed": seed, "weights": weights, "sources": n, "split": "val"},
+        reference=weight_setting(default),
+        values=values,
+    )
+    chosen, val_sdr = choose_on_validation(rows, values)
+    note = (
+        f"validation SDR by weight: { {w: round(v, 3) for w, v in val_sdr.items()} }; "
+        f"chosen weight {chosen:g} (default {default:g})"
+    )
+    return SectionResult("weight", table, rows, [note], {"weight": chosen, "validation_sdr": val_sdr})
+
+
+def weight_test_section(study: Study, plan: AblationPlan, chosen: float) -> SectionResult:
+    """The weight chosen on validation scored on the test mixtures beside the default (and at N = 2 too
+    when it differs from the default): the test split only scores the choice."""
+    seed, default = plan.seed, study.profile.contrastive_weight
+    parts = []
+    for n in weight_test_sources(plan.weight_sources, chosen, default):
+        runs = {
+            "unsup": study.train("unsup", n, seed),
+            f"default {weight_setting(default)}": train_weak(study, n, seed, default),
+        }
+        if chosen != default:
+            runs[f"chosen {weight_setting(chosen)}"] = train_weak(study, n, seed, chosen)
+        parts.append(study.evaluate(runs, n, "test"))
+    rows = by_run(pd.concat(parts, ignore_index=True))
+    table = _write(
+        study,
+        "weight_test",
+        rows,
+        plan,
+        {"seed": seed, "chosen_weight": chosen, "split": "test"},
+        reference=f"default {weight_setting(default)}",
+    )
+    return SectionResult("weight_test", table, rows)
+
+
+def clap_section(study: Study, plan: AblationPlan) -> SectionResult:
+    """The weak model at N = ``plan.clap_sources`` trained with the default CLAP, a weaker one and an
+    untrained audio tower, each judging its own model and the clean sources; against ``unsup``.
+
+    Needs the default (proxy) CLAP, whose weaker variants it pretrains; skipped for another backend.
+    """
+    if study.clap_backend != "proxy":
+        return SectionResult(
+            "clap",
+            None,
+            notes=[
+                f"section clap pretrains variants of the default CLAP; skipped for the {study.clap_backend} backend"
+            ],
+        )
+    from .study import Study, clap_card_of
+
+    n, seed, p = plan.clap_sources, plan.seed, study.profile
+    unsup = study.train("unsup", n, seed)
+    study.clap()  # the default CLAP's checkpoint, pretrained if absent
+    variants = {
+        name: (study.clap_checkpoint if steps == p.clap_pretrain_steps else study.clap_variant(steps))
+        for name, steps in clap_variant_steps(p.clap_pretrain_steps, plan.weaker_clap_share).items()
+    }
+    parts, values, notes = [study.evaluate({"unsup": unsup}, n, "test")], {}, []
+    for name, path in variants.items():
+        judged = Study(
+            p,
+            data_root=study.cache,
+            results_dir=study.results,
+            manifests=study.manifests,
+            clap_checkpoint=path,
+            progress=study.progress,
+        )
+        card = clap_card_of(path)
+        rows = judged.evaluate({f"weak · {name}": judged.train("weak", n, seed)}, n, "test", with_clean=True)
+        parts.append(clap_variant_rows(rows, name))
+        values[f"weak · {name}"] = values[f"clean · {name}"] = card["zero_shot_accuracy"]
+        notes.append(
+            f"{name}: zero-shot accuracy {card['zero_shot_accuracy']:.3f}, mixture mAP {card['mixture_map']:.3f}"
+        )
+    rows = by_run(pd.concat(parts, ignore_index=True))
+    table = _write(
+        study,
+        "clap",
+        rows,
+        plan,
+        {
+            "seed": seed,
+            "sources": n,
+            "zero_shot_accuracy": values,
+            "variants": {k: portable_path(v) for k, v in variants.items()},
+        },
+        reference="unsup",
+        values=values,
+    )
+    return SectionResult("clap", table, rows, notes)
+
+
+def text_section(study: Study, plan: AblationPlan) -> SectionResult:
+    """unsup at N = ``plan.text_sources`` queried in training with the caption as a sentence (the
+    paper) or with the mean of its entities' embeddings; against ``sentence``."""
+    n, seed = plan.text_sources, plan.seed
+    runs = {
+        "sentence": study.train("unsup", n, seed),
+        "entity mean": study.train("unsup", n, seed, mixture_text="entity_mean"),
+    }
+    rows = by_run(study.evaluate(runs, n, "test"))
+    table = _write(study, "text", rows, plan, {"seed": seed, "sources": n, "split": "test"}, reference="sentence")
+    return SectionResult("text", table, rows)
+
+
+def fraction_section(study: Study, plan: AblationPlan) -> SectionResult:
+    """sup and semi at each labelled fraction and seed of the plan (N = ``plan.fraction_sources``),
+    each ``semi@f`` against ``sup@f``; fractions whose labelled clips cannot form a mixture of
+    mixtures are left out with a note."""
+    n = plan.fraction_sources
+    planned, notes = plan_fractions(study.clips("train").labels, plan.fractions, plan.fraction_seeds, n)
+    runs, values, pairs = {}, {}, {}
+    for r in planned:
+        runs[r.sup], values[r.sup] = study.train("sup", n, r.seed, label_fraction=r.fraction), r.fraction
+        if r.semi is not None:
+            runs[r.semi] = study.train("semi", n, r.seed, label_fraction=r.fraction)
+            values[r.semi], pairs[r.semi] = r.fraction, r.sup
+    rows = by_run(study.evaluate({"unsup": study.train("unsup", n, plan.seed), **runs}, n, "test"))
+    table = _write(
+        study,
+        "fraction",
+        rows,
+        plan,
+        {"fractions": list(plan.fractions), "seeds": list(plan.fraction_seeds), "sources": n, "split": "test"},
+        reference=pairs,
+        values=values,
+    )
+    return SectionResult("fraction", table, rows, notes)
+
+
+def length_section(study: Study, plan: AblationPlan) -> SectionResult:
+    """unsup and weak at N = ``plan.length_sources`` trained on to ``plan.length_factor`` x the profile's
+    steps (continuing the cached runs), scored at every checkpoint; weak against unsup at the same step.
+
+    These runs do not stop at their validation plateau: the section asks what more steps
+    give, and both regimes must reach the same checkpoints to be paired.
+    """
+    n, seed = plan.length_sources, plan.seed
+    steps = study.profile.steps * plan.length_factor
+    snapshots = {
+        regime: study.snapshots(study.train(regime, n, seed, steps=steps, snapshots=True, validate=False))
+        for regime in ("unsup", "weak")
+    }
+    runs, values, pairs = snapshot_settings(snapshots)
+    rows = study.evaluate(runs, n, "test")
+    rows = by_run(rows[rows["run"] != "mixture"])
+    table = _write(
+        study,
+        "length",
+        rows,
+        plan,
+        {"seed": seed, "sources": n, "steps": steps, "split": "test"},
+        reference=pairs,
+        values=values,
+    )
+    return SectionResult("length", table, rows)

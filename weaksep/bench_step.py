@@ -1,0 +1,121 @@
+"""The cost of one training step, measured in a fresh process; runs against this or an older checkout.
+
+``python weaksep/bench_step.py REGIME N [--steps K]`` prints one JSON line:
+median s/step over K steps after 2 warm-up steps, the step's FLOPs (forward
+and backward, ``torch.utils.flop_counter``), the GFLOP/s of a 1024 x 1024 fp32
+matrix product measured in the same process just before, and the step's
+achieved FLOP/s as a share of it: a figure that does not move with how busy
+the machine is, as s/step does.
+
+It is run as a file, not a module, so that ``make bench`` can point
+``PYTHONPATH`` at a checkout of an earlier commit and time that code's step
+beside this one's (the "before" of an optimisation). It therefore speaks to
+both the current API and the one before ``weaksep.objective`` existed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+MATMUL_SIZE = 1024
+
+
+def matmul_gflops(repeats: int = 20) -> float:
+    """GFLOP/s of a 1024 x 1024 fp32 matrix product, median of ``repeats``."""
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    b = torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * MATMUL_SIZE**3 / statistics.median(times) / 1e9
+
+
+def _step_function(profile_name: str, regime: str, n_sources: int):
+    """A closure running training step ``s`` of the checkout on PYTHONPATH (new or old API)."""
+    from weaksep.clap.proxy import ProxyClap
+    from weaksep.study import Study
+
+    study = Study(profile_name, progress=False)
+    p = study.profile
+    clips = study.clips("train")
+    # Speed does not depend on what the CLAP learned: an untrained tower of the same size costs the same.
+    clap = ProxyClap(p.sample_rate, p.n_mels, p.clap_channels).freeze()
+    fraction = p.label_fraction if regime == "semi" else 1.0
+    try:
+        from weaksep.objective import BatchSource, training_losses
+        from weaksep.runs import RunConfig
+        from weaksep.train import build_separator, make_optimizer
+
+        cfg = RunConfig(regime=regime, n_sources=n_sources, profile=p.to_dict(), steps=100, label_fraction=fraction)
+        model = build_separator(cfg, p, clap, clips)
+        opt = make_optimizer(model, cfg, p, torch.device("cpu"))
+        clap.load_text_cache(study.text_cache_path())  # as a run of the study does
+
+        def losses(source, s):
+            return training_losses(model, clap, source.batch(s), cfg, p.sample_rate)
+    except ImportError:  # the API before weaksep.objective
+        from weaksep.train import BatchSource, RunConfig, compute_losses, separator_config
+
+        cfg = RunConfig(regime=regime, n_sources=n_sources, profile=p.to_dict(), steps=100, label_fraction=fraction)
+        model = __import__("weaksep.model", fromlist=["Separator"]).Separator(separator_config(p, clap))
+        opt = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+
+        def losses(source, s):
+            batch, labelled = source.batch(s)
+            return compute_losses(model, clap, batch, cfg, p.sample_rate, labelled)
+
+    source = BatchSource(clips, cfg, p, p.batch_size, 0)
+    model.train()
+
+    def step(s: int) -> None:
+        terms = losses(source, s)
+        opt.zero_grad(set_to_none=True)
+        terms["loss_total"].backward()
+        opt.step()
+
+    return step
+
+
+def measure(profile_name: str, regime: str, n_sources: int, steps: int) -> dict[str, float]:
+    step = _step_function(profile_name, regime, n_sources)
+    for s in range(2):
+        step(s)
+    gflops_ref = matmul_gflops()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(2)
+    times = []
+    for s in range(3, 3 + steps):
+        t = time.perf_counter()
+        step(s)
+        times.append(time.perf_counter() - t)
+    s_per_step = statistics.median(times)
+    flops = float(counter.get_total_flops())
+    return {"s_per_step": s_per_step, "gflop_per_step": flops / 1e9, "matmul_gflops": gflops_ref,
+            "flops_share": flops / s_per_step / (gflops_ref * 1e9),
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("regime")
+    ap.add_argument("n_sources", type=int)
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--steps", type=int, default=8)
+    args = ap.parse_args(argv)
+    print(json.dumps(measure(args.profile, args.regime, args.n_sources, args.steps)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""What the study notebooks call: open the study, train, evaluate, tabulate, draw, listen.
+
+Kept here, not in the notebooks, so that notebooks only orchestrate and
+``make figures`` can redraw without them.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .checkpoint import load_separator
+from .plots import plot_sdr_by_regime, plot_spectrograms, plot_training_curves
+from .runs import run_label
+from .study import Study
+
+
+def open_study(profile: str | None = None, *, data: str | Path | None = None, clap_checkpoint: str | Path | None = None,
+               tokenizer_dir: str | Path | None = None, clap_backend: str | None = None, **overrides: Any) -> Study:
+    """The study of a notebook's parameters cell, and one line saying what it runs on.
+
+    ``data`` is a folder of manifests (``train.csv``, ``val.csv``, ``test.csv``)
+    or the root of a dataset in its public layout (MUSIC, VGGSound, AudioCaps),
+    whose manifests are then prepared into the cache (missing and unreadable
+    files skipped and counted); None trains on the rendered corpora.
+    """
+    manifests = None
+    if data is not None:
+        from .data import prepare_data
+        from .paths import default_cache
+
+        key = hashlib.sha256(str(Path(data).resolve()).encode()).hexdigest()[:12]
+        manifests = prepare_data(data, default_cache() / "manifests" / key, skip_bad=True)
+    study = Study(profile, manifests=manifests, clap_checkpoint=clap_checkpoint, tokenizer_dir=tokenizer_dir,
+                  clap_backend=clap_backend, **overrides)
+    p = study.profile
+    print(f"profile {p.name}: {p.sample_rate} Hz, {p.clip_seconds:.2f} s clips, a budget of {p.steps} steps per run, "
+          f"seeds {list(p.seeds)}; data: {study.data_name()}; CLAP: {study.clap_backend}; results -> {study.results}")
+    return study
+
+
+def _export_name(label: str, n_sources: int, seed: int, corpus: str) -> str:
+    name = f"{label.replace('@', '_at_').replace('%', 'pct')}_n{n_sources}"
+    name += "" if corpus == "instruments" else f"_{corpus}"
+    return name + ("" if seed == 0 else f"_s{seed}")
+
+
+def train_and_evaluate(study: Study, name: str, table: str, n_sources: int, runs: dict[str, dict[str, Any]],
+                       seeds: Sequence[int] | None = None, corpus: str = "instruments",
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Path]]:
+    """Train every run of a table for every seed, evaluate it on the saved N-source test mixtures, write the table.
+
+    ``runs`` maps a run label (``"weak"``, ``"sup@5%"``) to its arguments:
+    ``regime`` plus overrides such as ``label_fraction`` or ``steps``. Each run
+    trains to its plateau within the step budget and is scored at its best
+    validation checkpoint. ``seeds`` default to the profile's.
+    Writes ``results/<name>.csv`` (summary over seeds and test mixtures),
+    ``results/queries/<name>.csv`` (per-query rows, with ``seed``),
+    ``results/configs/<name>.json``, the models and logs (``results/models``,
+    ``results/runs``) and the figures. Returns the summary, the per-query rows
+    and the model paths by label (of the first seed).
+    """
+    seeds = list(study.profile.seeds if seeds is None else seeds)
+    by_seed: dict[int, dict[str, Path]] = {}
+    for seed in seeds:
+        by_seed[seed] = {}
+        for label, args in runs.items():
+            args = dict(args)
+            regime = args.pop("regime")
+            path = by_seed[seed][label] = study.train(regime, n_sources, seed=seed, corpus=corpus, **args)
+            study.export_run(path, _export_name(label, n_sources, seed, corpus))
+    rows = pd.concat([study.evaluate(paths, n_sources, corpus=corpus).assign(seed=seed)
+                      for seed, paths in by_seed.items()], ignore_index=True)
+    summary = study.write_table(name, table, rows, config={"runs": runs, "seeds": seeds, "n_sources": n_sources,
+                                                           "corpus": corpus})
+    fig_dir = study.results / "figures"
+    plot_sdr_by_regime(summary, fig_dir / f"{name}_sdr.png")
+    first = by_seed[seeds[0]]
+    plot_training_curves({label: p.parent / "log.csv" for label, p in first.items()}, fig_dir / f"{name}_training.png")
+    return summary, rows, first
+
+
+def stopping(paths: dict[str, Path]) -> pd.DataFrame:
+    """Where each run stopped, which validation checkpoint it uses and whether it plateaued."""
+    import json
+
+    rows = []
+    for label, path in paths.items():
+        sel = path.parent / "selection.json"
+        if sel.exists():
+            rows.append({"run": label, **json.loads(sel.read_text())})
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+def headline(summary: pd.DataFrame, metrics: Sequence[str] = ("sdr", "sdri", "si_sdr", "sir", "sar", "clap_sim")) -> pd.DataFrame:
+    """Mean [95 % cluster-bootstrap interval] per regime (rows) and metric (columns), as strings, for display."""
+    df = summary[summary["metric"].isin(metrics)].copy()
+    df["run"] = df.apply(lambda r: run_label(r["regime"], r["label_fraction"]), axis=1)
+    df["value"] = df.apply(lambda r: f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]", axis=1)
+    return df.pivot_table(index="run", columns="metric", values="value", aggfunc="first")[list(m for m in metrics if m in set(df["metric"]))]
+
+
+def listen(study: Study, paths: dict[str, Path], n_sources: int, items: Sequence[int] = (0,),
+           max_seconds: float = 4.0, name: str = "example", corpus: str = "instruments") -> list[Path]:
+    """For a few test mixtures: spectrograms of mixture, references and each model's estimates,
+    and (in a notebook) audio players. Returns the figure paths."""
+    testset = study.testset(n_sources, corpus=corpus)
+    clap = study.clap()
+    sr = study.profile.sample_rate
+    models = {label: load_separator(p)[0] for label, p in paths.items()}
+    figs = []
+    try:
+        from IPython.display import Markdown, display
+
+        from .listening import compact_image, players
+    except ImportError:  # outside a notebook: figures only
+        display = None
+    for k in items:
+        labels = testset.labels[k]
+        mix = testset.mixtures[k : k + 1]
+        text = clap.embed_text(labels).unsqueeze(0)
+        estimates, refs = {}, {}
+        for label, model in models.items():
+            est = model.separate(mix, text)[0]
+            for j, entity in enumerate(labels):
+                estimates[f"{label}: {entity}"] = est[j]
+        for j, entity in enumerate(labels):
+            refs[entity] = testset.sources[k, j]
+        # Estimates model by model, entities in reference order (the figure's layout).
+        out = study.results / "figures" / f"{name}_item{k}.png"
+        figs.append(plot_spectrograms(mix[0], estimates, refs, sr, study.profile.n_fft, study.profile.hop, out))
+        if display is not None:
+            # MP3 players and a 64-colour copy of the figure keep the executed notebook small.
+            display(Markdown(f"**Test mixture {k}**: {' + '.join(labels)}"), compact_image(out))
+            display(players({"mixture": mix[0], **{f"true {e}": v for e, v in refs.items()}}, sr, max_seconds))
+            display(players(estimates, sr, max_seconds))
+    return figs
