@@ -1,4 +1,5 @@
 """Shared fixtures: a smoke-profile study in a temporary cache, with a quickly pretrained default CLAP."""
+
 from __future__ import annotations
 
 import os

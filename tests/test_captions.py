@@ -1,4 +1,5 @@
 """Captions of sound-event mixtures and the rule-based entity parser."""
+
 from __future__ import annotations
 
 import random
@@ -28,33 +29,65 @@ SHAPES = [
     ("Applause.", ["applause"], ["applause"]),
     ("A bird tweets while a telephone rings", ["a bird tweets", "a telephone rings"], ["bird", "telephone"]),
     ("Applause followed by a gunshot and waves", ["applause", "a gunshot", "waves"], ["applause", "gunshot", "waves"]),
-    ("A bell rings, then someone knocks on a door.", ["a bell rings", "someone knocks on a door"], ["bell", "knocking"]),
-    ("Waves crash on the shore as a helicopter flies overhead",
-     ["waves crash on the shore", "a helicopter flies overhead"], ["waves", "helicopter"]),
+    (
+        "A bell rings, then someone knocks on a door.",
+        ["a bell rings", "someone knocks on a door"],
+        ["bell", "knocking"],
+    ),
+    (
+        "Waves crash on the shore as a helicopter flies overhead",
+        ["waves crash on the shore", "a helicopter flies overhead"],
+        ["waves", "helicopter"],
+    ),
     ("Heavy breathing with birds chirping", ["heavy breathing", "birds chirping"], ["breathing", "bird"]),
-    ("Gunfire, applause and a ringing phone", ["gunfire", "applause", "a ringing phone"], ["gunshot", "applause", "telephone"]),
-    ("Hand claps, bells chiming, ocean waves and a gunshot",
-     ["hand claps", "bells chiming", "ocean waves", "a gunshot"], ["hand clap", "bell", "waves", "gunshot"]),
+    (
+        "Gunfire, applause and a ringing phone",
+        ["gunfire", "applause", "a ringing phone"],
+        ["gunshot", "applause", "telephone"],
+    ),
+    (
+        "Hand claps, bells chiming, ocean waves and a gunshot",
+        ["hand claps", "bells chiming", "ocean waves", "a gunshot"],
+        ["hand clap", "bell", "waves", "gunshot"],
+    ),
     ("A phone is ringing and then a gun fires", ["a phone is ringing", "a gun fires"], ["telephone", "gunshot"]),
-    ("a crowd applauds along with rhythmic clapping", ["a crowd applauds", "rhythmic clapping"], ["applause", "hand clap"]),
+    (
+        "a crowd applauds along with rhythmic clapping",
+        ["a crowd applauds", "rhythmic clapping"],
+        ["applause", "hand clap"],
+    ),
     ("Birdsong over the surf", ["birdsong", "the surf"], ["bird", "waves"]),
     ("A helicopter hovers; a bell tolls", ["a helicopter hovers", "a bell tolls"], ["helicopter", "bell"]),
-    ("Someone breathes heavily, and a telephone rings", ["someone breathes heavily", "a telephone rings"],
-     ["breathing", "telephone"]),
+    (
+        "Someone breathes heavily, and a telephone rings",
+        ["someone breathes heavily", "a telephone rings"],
+        ["breathing", "telephone"],
+    ),
     ("Knocking, followed by a gunshot", ["knocking", "a gunshot"], ["knocking", "gunshot"]),
     ("Birds chirp in the background while waves crash", ["birds chirp", "waves crash"], ["bird", "waves"]),
     ("A gunshot rings out before applause", ["a gunshot rings out", "applause"], ["gunshot", "applause"]),
     ("Applause after a bell rings", ["applause", "a bell rings"], ["applause", "bell"]),
     ("A telephone rings then a person claps", ["a telephone rings", "a person claps"], ["telephone", "hand clap"]),
-    ("THE SEA WASHES ONTO THE BEACH WHILST A BIRD IS SINGING",
-     ["the sea washes onto the beach", "a bird is singing"], ["waves", "bird"]),
-    ("A bell ringing together with a helicopter flying overhead, accompanied by deep breaths",
-     ["a bell ringing", "a helicopter flying overhead", "deep breaths"], ["bell", "helicopter", "breathing"]),
-    ("  Someone knocking on a door, then a phone rings nearby.  ",
-     ["someone knocking on a door", "a phone rings"], ["knocking", "telephone"]),
-    ("An audience applauding, a gun firing, birdsong, and the toll of a bell",
-     ["an audience applauding", "a gun firing", "birdsong", "the toll of a bell"],
-     ["applause", "gunshot", "bird", "bell"]),
+    (
+        "THE SEA WASHES ONTO THE BEACH WHILST A BIRD IS SINGING",
+        ["the sea washes onto the beach", "a bird is singing"],
+        ["waves", "bird"],
+    ),
+    (
+        "A bell ringing together with a helicopter flying overhead, accompanied by deep breaths",
+        ["a bell ringing", "a helicopter flying overhead", "deep breaths"],
+        ["bell", "helicopter", "breathing"],
+    ),
+    (
+        "  Someone knocking on a door, then a phone rings nearby.  ",
+        ["someone knocking on a door", "a phone rings"],
+        ["knocking", "telephone"],
+    ),
+    (
+        "An audience applauding, a gun firing, birdsong, and the toll of a bell",
+        ["an audience applauding", "a gun firing", "birdsong", "the toll of a bell"],
+        ["applause", "gunshot", "bird", "bell"],
+    ),
 ]
 
 
@@ -120,6 +153,7 @@ def test_errors_name_the_problem():
 
 # --- accuracy of the parser (issue 14) ----------------------------------------------
 
+
 def test_caption_benchmark_loads_with_varied_event_counts():
     captions, gold = load_caption_benchmark(BENCHMARK)
     assert len(captions) == len(gold) >= 50
@@ -154,8 +188,12 @@ def test_parser_accuracy_on_a_hand_made_case():
         "A man speaks and then laughs",  # right count, second phrase "laughs" differs
         "Rock and roll music plays",  # split in two: wrong count
     ]
-    gold = [["a dog barks", "a man speaks"], ["wind blows", "the rain falls"],
-            ["a man speaks", "a man laughs"], ["rock and roll music plays"]]
+    gold = [
+        ["a dog barks", "a man speaks"],
+        ["wind blows", "the rain falls"],
+        ["a man speaks", "a man laughs"],
+        ["rock and roll music plays"],
+    ]
     acc = parser_accuracy(captions, gold)
     assert acc["n_captions"] == 4
     assert acc["count_accuracy"] == pytest.approx(3 / 4)

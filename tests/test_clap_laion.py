@@ -5,6 +5,7 @@ checkpoint loads into the right architecture, the audio path computes what
 the authors' ``get_audio_embedding_from_data`` computes, gradients reach the
 waveform, nothing in the model can change, and errors are clear.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,12 +23,18 @@ import torchaudio
 if importlib.util.find_spec("laion_clap") is None:
     pytest.skip("laion_clap is not installed", allow_module_level=True)
 
+pytestmark = pytest.mark.slow  # its fixture builds HTSAT and RoBERTa towers: about two minutes here
+
 from weaksep.clap import laion  # noqa: E402  (after the skip: it needs laion_clap at run time)
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 CORPUS = [
-    "The sound of violin", "The sound of flute", "The sound of acoustic guitar",
-    "a dog barking and a cello playing", "church organ, trumpet and piano", "rain on a window",
+    "The sound of violin",
+    "The sound of flute",
+    "The sound of acoustic guitar",
+    "a dog barking and a cello playing",
+    "church organ, trumpet and piano",
+    "rain on a window",
 ] * 20
 LOGIT_SCALE = 33.0
 
@@ -50,8 +57,14 @@ def make_checkpoint(path: Path, audio_model: str, vocab_size: int, fusion: bool 
     torch.manual_seed(0)
     # A small text tower keeps the file small; 768 wide because laion_clap's projection expects it.
     text_config = RobertaConfig(
-        vocab_size=vocab_size, hidden_size=768, num_hidden_layers=2, num_attention_heads=12,
-        intermediate_size=256, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+        vocab_size=vocab_size,
+        hidden_size=768,
+        num_hidden_layers=2,
+        num_attention_heads=12,
+        intermediate_size=256,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
     )
     model = laion.build_clap_model(audio_model, fusion, "aff_2d" if fusion else "None", text_config)
     with torch.no_grad():
@@ -86,8 +99,8 @@ def authors_audio_embedding(clap, wav: np.ndarray) -> torch.Tensor:
     """What laion_clap's get_audio_embedding_from_data computes for short clips (non-fusion), in numpy."""
     inputs = []
     for clip in wav:
-        clip = (np.clip(clip, -1.0, 1.0) * 32767.0).astype(np.int16) / 32767.0   # int16 round trip
-        clip = np.tile(clip, 480_000 // len(clip))                                # "repeatpad"
+        clip = (np.clip(clip, -1.0, 1.0) * 32767.0).astype(np.int16) / 32767.0  # int16 round trip
+        clip = np.tile(clip, 480_000 // len(clip))  # "repeatpad"
         clip = np.pad(clip, (0, 480_000 - len(clip)))
         inputs.append({"waveform": torch.from_numpy(clip).float(), "longer": torch.tensor([False])})
     with torch.no_grad():
@@ -111,15 +124,20 @@ def test_text_embeddings_and_states(clap, tokenizer_dir):
     assert torch.allclose(emb.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert not torch.allclose(emb[0], emb[1])
     # The authors' path (laion_clap's CLAP.get_text_embedding on their tokenizer call) agrees.
-    tokens = clap.tokenizer([clap.prompt(e) for e in ["violin", "flute", "acoustic guitar"]],
-                            padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+    tokens = clap.tokenizer(
+        [clap.prompt(e) for e in ["violin", "flute", "acoustic guitar"]],
+        padding="max_length",
+        truncation=True,
+        max_length=77,
+        return_tensors="pt",
+    )
     with torch.no_grad():
         reference = clap.clap.get_text_embedding(dict(tokens))
     torch.testing.assert_close(emb, reference, atol=1e-5, rtol=1e-5)
 
     states, mask = clap.text_states(["violin", "acoustic guitar"])
     ids = [clap.tokenizer(clap.prompt(e))["input_ids"] for e in ["violin", "acoustic guitar"]]
-    assert all(i[0] == 0 and i[-1] == 2 for i in ids)   # <s> ... </s>: the pooler reads <s>
+    assert all(i[0] == 0 and i[-1] == 2 for i in ids)  # <s> ... </s>: the pooler reads <s>
     n_tokens = [len(i) for i in ids]
     assert states.shape == (2, max(n_tokens), 768)
     assert mask.sum(dim=1).tolist() == n_tokens
@@ -144,7 +162,7 @@ def test_text_embeddings_are_cached(clap, monkeypatch):
 
 def test_audio_matches_the_authors_pipeline_and_backpropagates(clap):
     rng = np.random.default_rng(1)
-    wav_np = (0.3 * rng.standard_normal((2, 48_000))).astype(np.float32)   # 2 x 1 s at 48 kHz
+    wav_np = (0.3 * rng.standard_normal((2, 48_000))).astype(np.float32)  # 2 x 1 s at 48 kHz
     wav = torch.from_numpy(wav_np).requires_grad_(True)
     emb = clap.embed_audio(wav, 48_000)
     assert emb.shape == (2, 512)
@@ -187,12 +205,12 @@ def test_fusion_checkpoint(tmp_path, tokenizer_dir):
     assert (clap.audio_model, clap.enable_fusion) == ("HTSAT-tiny", True)
     torch.manual_seed(3)
     short = (0.1 * torch.randn(2, 48_000)).requires_grad_(True)
-    long = (0.1 * torch.randn(1, 48_000 * 12)).requires_grad_(True)   # 12 s: the fusion branch proper
+    long = (0.1 * torch.randn(1, 48_000 * 12)).requires_grad_(True)  # 12 s: the fusion branch proper
     for wav in (short, long):
         emb = clap.embed_audio(wav, 48_000)
         assert emb.shape == (wav.shape[0], 512)
         assert torch.allclose(emb.norm(dim=-1), torch.ones(wav.shape[0]), atol=1e-5)
-        if wav is long:   # the chunks of a long clip are chosen deterministically
+        if wav is long:  # the chunks of a long clip are chosen deterministically
             torch.testing.assert_close(emb, clap.embed_audio(wav, 48_000))
         emb.sum().backward()
         assert torch.isfinite(wav.grad).all() and wav.grad.abs().sum() > 0

@@ -1,4 +1,5 @@
 """The ClapBackend interface, on the default (proxy) backend; pretraining that really learns."""
+
 import torch
 
 from weaksep.clap import load_clap

@@ -1,4 +1,5 @@
 """The ``weaksep`` command end to end: separate files a test makes, refuse bad input, train, evaluate."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ import torch
 
 from weaksep import cli
 from weaksep.checkpoint import load_separator, read_checkpoint, save_checkpoint
-from weaksep.model import Separator, SeparatorConfig
 from weaksep.confidence import write_confidence
+from weaksep.model import Separator, SeparatorConfig
 from weaksep.paths import file_sha256
 from weaksep.separate import load_for_inference
 
@@ -43,6 +44,7 @@ def _outputs(folder):
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_separate_in_process_and_as_python_m_weaksep(checkpoint, stereo_flac, tmp_path):
     info = sf.info(str(stereo_flac))
     prompts = ["violin", "a bowed string instrument"]
@@ -61,8 +63,13 @@ def test_separate_in_process_and_as_python_m_weaksep(checkpoint, stereo_flac, tm
 
     out_b = tmp_path / "b"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "weaksep", "separate", *args, "-o", str(out_b)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "weaksep", "separate", *args, "-o", str(out_b)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "violin.wav" in proc.stdout
     for name, ref in est.items():  # the same computation: the same samples
@@ -116,12 +123,22 @@ def _bad_inputs(tmp_path, checkpoint, stereo_flac):
         ("same file twice", [str(stereo_flac), "-p", "Violin", "-p", "violin!", "-c", str(checkpoint)], "violin.wav"),
         ("missing checkpoint", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "nope.pt")], "nope.pt"),
         ("not a torch file", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "notackpt.pt")], "notackpt.pt"),
-        ("torch file, not a checkpoint", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "other.pt")],
-         "not a weaksep separator checkpoint"),
-        ("other model size", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "other_size.pt")],
-         "dimension 128"),
+        (
+            "torch file, not a checkpoint",
+            [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "other.pt")],
+            "not a weaksep separator checkpoint",
+        ),
+        (
+            "other model size",
+            [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "other_size.pt")],
+            "dimension 128",
+        ),
         ("CLAP not found", [str(stereo_flac), "-p", "violin", "-c", str(tmp_path / "lost_clap.pt")], "/gone/clap.pt"),
-        ("not the expected profile", [str(stereo_flac), *good, "--expect-profile", "quick"], "not a quick-profile model"),
+        (
+            "not the expected profile",
+            [str(stereo_flac), *good, "--expect-profile", "quick"],
+            "not a quick-profile model",
+        ),
         ("bad overlap", [str(stereo_flac), *good, "--overlap", "0.9"], "--overlap"),
     ]
 
@@ -144,8 +161,10 @@ def test_existing_output_folder_is_left_alone_on_error(checkpoint, tmp_path, cap
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert cli.main(["separate", str(tmp_path / "missing.wav"), "-p", "violin", "-c", str(checkpoint),
-                     "-o", str(out)]) == 2
+    assert (
+        cli.main(["separate", str(tmp_path / "missing.wav"), "-p", "violin", "-c", str(checkpoint), "-o", str(out)])
+        == 2
+    )
     assert _outputs(out) == ["keep.txt"]
 
 
@@ -178,8 +197,25 @@ def test_default_checkpoint_and_clap_from_results_models(smoke_study, checkpoint
 
 def test_residual_outputs_add_back_up_to_the_input(checkpoint, stereo_flac, tmp_path):
     out = tmp_path / "out"
-    assert cli.main(["separate", str(stereo_flac), "-p", "violin", "-p", "cello", "--residual", "-c", str(checkpoint),
-                     "-o", str(out), "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "separate",
+                str(stereo_flac),
+                "-p",
+                "violin",
+                "-p",
+                "cello",
+                "--residual",
+                "-c",
+                str(checkpoint),
+                "-o",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert _outputs(out / "mix") == ["cello.wav", "residual.wav", "violin.wav"]
     x, rate = sf.read(str(stereo_flac), dtype="float64", always_2d=True)
     total = np.zeros_like(x)
@@ -208,8 +244,23 @@ def test_several_inputs_one_model_load_bad_ones_skipped(checkpoint, stereo_flac,
     monkeypatch.setattr(weaksep.separate, "load_for_inference", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     monkeypatch.setenv("WEAKSEP_RESULTS", str(tmp_path / "results"))  # no confidence.json there
     out = tmp_path / "out"
-    status = cli.main(["separate", str(src), str(extra / "*.ogg"), str(tmp_path / "gone.wav"), "-p", "violin",
-                       "-p", "flute", "-c", str(checkpoint), "-o", str(out), "--no-progress"])
+    status = cli.main(
+        [
+            "separate",
+            str(src),
+            str(extra / "*.ogg"),
+            str(tmp_path / "gone.wav"),
+            "-p",
+            "violin",
+            "-p",
+            "flute",
+            "-c",
+            str(checkpoint),
+            "-o",
+            str(out),
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 2  # something was skipped; the rest was written
     assert len(loads) == 1
@@ -225,18 +276,28 @@ def test_several_inputs_one_model_load_bad_ones_skipped(checkpoint, stereo_flac,
     notes = [line for line in captured.err.splitlines() if "no absent-sound warnings" in line]
     assert len(notes) == 1 and "results/smoke/confidence.json does not exist" in notes[0]
     for _, row in rows.iterrows():  # every output is printed with its scores
-        assert f"{row['output']}  (CLAP score {row['estimate_score']:.3f}; mixture {row['mixture_score']:.3f})" \
+        assert (
+            f"{row['output']}  (CLAP score {row['estimate_score']:.3f}; mixture {row['mixture_score']:.3f})"
             in captured.out
+        )
 
 
 def _confidence_file(path, clap_path, threshold):
-    write_confidence({"threshold": threshold, "quantile": 0.05, "clap": {"sha256": file_sha256(clap_path)},
-                      "rates": {"warn_rate_present": 0.05, "warn_rate_absent": 0.6}}, path)
+    write_confidence(
+        {
+            "threshold": threshold,
+            "quantile": 0.05,
+            "clap": {"sha256": file_sha256(clap_path)},
+            "rates": {"warn_rate_present": 0.05, "warn_rate_absent": 0.6},
+        },
+        path,
+    )
     return path
 
 
-def test_absent_warnings_only_with_a_threshold_of_the_same_clap(smoke_study, checkpoint, stereo_flac, tmp_path,
-                                                                 capsys, monkeypatch):
+def test_absent_warnings_only_with_a_threshold_of_the_same_clap(
+    smoke_study, checkpoint, stereo_flac, tmp_path, capsys, monkeypatch
+):
     args = ["separate", str(stereo_flac), "-p", "violin", "-p", "tuba", "-c", str(checkpoint), "--no-progress"]
     clap = smoke_study.clap_checkpoint
     # The default place: confidence.json in the results folder of the checkpoint's profile (smoke).
@@ -274,22 +335,65 @@ def test_every_option_of_every_subcommand_is_explained():
         assert cli.main([name, "--help"]) == 0
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_front_ends(smoke_study, checkpoint, tmp_path, capsys):
     run = tmp_path / "run"
-    status = cli.main(["train", "--regime", "sup", "--sources", "2", "--profile", "smoke", "--out", str(run),
-                       "--data-root", str(smoke_study.cache), "--clap-checkpoint", str(smoke_study.clap_checkpoint),
-                       "--steps", "2", "--no-progress"])
+    status = cli.main(
+        [
+            "train",
+            "--regime",
+            "sup",
+            "--sources",
+            "2",
+            "--profile",
+            "smoke",
+            "--out",
+            str(run),
+            "--data-root",
+            str(smoke_study.cache),
+            "--clap-checkpoint",
+            str(smoke_study.clap_checkpoint),
+            "--steps",
+            "2",
+            "--no-progress",
+        ]
+    )
     assert status == 0 and read_checkpoint(run / "model.pt")["step"] == 2
     # validated at its end (step 2): the chosen model is the best validation checkpoint
     assert f"model: {run / 'best.pt'}" in capsys.readouterr().out and (run / "val.csv").exists()
-    again = ["train", "--regime", "weak", "--profile", "smoke", "--out", str(run), "--data-root", str(smoke_study.cache),
-             "--clap-checkpoint", str(smoke_study.clap_checkpoint), "--steps", "2"]
+    again = [
+        "train",
+        "--regime",
+        "weak",
+        "--profile",
+        "smoke",
+        "--out",
+        str(run),
+        "--data-root",
+        str(smoke_study.cache),
+        "--clap-checkpoint",
+        str(smoke_study.clap_checkpoint),
+        "--steps",
+        "2",
+    ]
     assert cli.main(again) == 2  # the folder holds another config's finished run
     assert "another config" in capsys.readouterr().err
 
     csv = tmp_path / "rows.csv"
-    status = cli.main(["evaluate", "--checkpoint", str(checkpoint), "--sources", "2",
-                       "--data-root", str(smoke_study.cache), "-o", str(csv), "--no-progress"])
+    status = cli.main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(checkpoint),
+            "--sources",
+            "2",
+            "--data-root",
+            str(smoke_study.cache),
+            "-o",
+            str(csv),
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert status == 0
     assert "SDR" in printed and "SDRi" in printed and "SI-SDR" in printed
@@ -298,6 +402,20 @@ def test_train_and_evaluate_front_ends(smoke_study, checkpoint, tmp_path, capsys
     assert (rows["run"] == "model").sum() == n_queries and (rows["run"] == "mixture").sum() == n_queries
     model_line = next(line.split() for line in printed.splitlines() if line.startswith("model"))
     assert float(model_line[1]) == pytest.approx(rows.loc[rows["run"] == "model", "sdr"].mean(), abs=0.006)
-    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--sources", "2", "--profile", "quick",
-                     "--data-root", str(smoke_study.cache)]) == 2
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(checkpoint),
+                "--sources",
+                "2",
+                "--profile",
+                "quick",
+                "--data-root",
+                str(smoke_study.cache),
+            ]
+        )
+        == 2
+    )
     assert "another scale" in capsys.readouterr().err

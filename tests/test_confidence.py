@@ -1,4 +1,5 @@
 """CLAP confidence scores of separations, and the absent-sound threshold measured on the study's test mixtures."""
+
 from __future__ import annotations
 
 import json
@@ -47,10 +48,28 @@ def test_scores_are_clap_similarities_averaged_over_the_non_silent_windows(smoke
         confidence_scores(clap, first[None], est, rate, [*prompts, "tuba"], w)
 
 
+@pytest.mark.slow
 def test_threshold_is_the_5th_percentile_of_present_prompt_scores(smoke_study, tmp_path, capsys):
     out = tmp_path / "confidence.json"
-    assert main(["--profile", "smoke", "--sources", "2", "3", "--data-root", str(smoke_study.cache),
-                 "--clap-checkpoint", str(smoke_study.clap_checkpoint), "-o", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--profile",
+                "smoke",
+                "--sources",
+                "2",
+                "3",
+                "--data-root",
+                str(smoke_study.cache),
+                "--clap-checkpoint",
+                str(smoke_study.clap_checkpoint),
+                "-o",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     record = json.loads(out.read_text())
     assert f"threshold {record['threshold']:.4f}" in capsys.readouterr().out
 

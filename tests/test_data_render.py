@@ -1,4 +1,5 @@
 """Rendered corpora: determinism, caching, splits, soundfonts and the clips themselves."""
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,19 @@ from weaksep.data.render import TARGET_RMS, ClipRenderer, clip_seed
 from weaksep.profiles import get_profile
 
 REPO = Path(__file__).resolve().parents[1]
-MUSIC_CLASSES = ["accordion", "acoustic guitar", "cello", "clarinet", "erhu", "flute",
-                 "saxophone", "trumpet", "tuba", "violin", "xylophone"]
+MUSIC_CLASSES = [
+    "accordion",
+    "acoustic guitar",
+    "cello",
+    "clarinet",
+    "erhu",
+    "flute",
+    "saxophone",
+    "trumpet",
+    "tuba",
+    "violin",
+    "xylophone",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +59,11 @@ def rendered(tmp_path_factory, smoke):
 
 
 def _digest_tree(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_classes_cover_music_and_enough_events():
@@ -79,8 +94,11 @@ def no_debian_soundfonts(monkeypatch):
     from weaksep.data import soundfonts
 
     real = soundfonts._candidates
-    monkeypatch.setattr(soundfonts, "_candidates",
-                        lambda name: [Path("/nonexistent") / f"{name}.sf2"] if name in ("fluidr3", "musescore") else real(name))
+    monkeypatch.setattr(
+        soundfonts,
+        "_candidates",
+        lambda name: [Path("/nonexistent") / f"{name}.sf2"] if name in ("fluidr3", "musescore") else real(name),
+    )
     for name in ("FLUIDR3", "MUSESCORE"):
         monkeypatch.delenv(f"WEAKSEP_SOUNDFONT_{name}", raising=False)
 
@@ -90,8 +108,9 @@ def test_missing_soundfont_is_a_note_not_a_crash(no_debian_soundfonts, tmp_path,
         assert available_soundfonts(["fluidr3", "timgm6mb"]) == ["timgm6mb"]
     with pytest.raises(FileNotFoundError, match="musescore.*musescore-general-soundfont"):
         find_soundfont("musescore", required=True)
-    profile = smoke.replace(clips_per_class={"train": 1, "val": 0, "test": 0, "clap": 3},
-                            clap_soundfonts=("fluidr3", "merlin", "musescore"))
+    profile = smoke.replace(
+        clips_per_class={"train": 1, "val": 0, "test": 0, "clap": 3}, clap_soundfonts=("fluidr3", "merlin", "musescore")
+    )
     with pytest.warns(UserWarning, match="not installed"):
         render_corpus(profile, tmp_path, "events")
     clap = clip_rows(tmp_path, profile, "events", "clap")

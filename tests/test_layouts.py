@@ -1,4 +1,5 @@
 """Public dataset layouts (MUSIC, VGGSound, AudioCaps) -> manifests, on fixture trees written from rendered audio."""
+
 from __future__ import annotations
 
 import csv
@@ -16,6 +17,7 @@ from weaksep.data import (
     LayoutError,
     ManifestError,
     detect_layout,
+    fixtures,
     load_manifest,
     music_split,
     prepare_data,
@@ -24,7 +26,6 @@ from weaksep.data import (
     write_fixture,
 )
 from weaksep.data import __main__ as data_cli
-from weaksep.data import fixtures
 from weaksep.data.layouts import hash_fraction
 from weaksep.profiles import get_profile
 
@@ -77,8 +78,9 @@ def test_prepared_manifests_match_the_fixtures_record(trees, layout, tmp_path):
             assert len(set(clips.paths)) == len(clips.paths)  # one row per clip, the first caption
             assert all(len(e) == 2 for e in clips.entities)  # two events named in each caption
         else:
-            assert set(clips.labels) == set(record.classes) and all(SMALL[split] == clips.labels.count(c)
-                                                                    for c in record.classes)
+            assert set(clips.labels) == set(record.classes) and all(
+                SMALL[split] == clips.labels.count(c) for c in record.classes
+            )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -176,7 +178,8 @@ def test_vggsound_empty_label_and_bad_rows_name_their_line(trees, tmp_path):
         prepare_layout(root, tmp_path / "m")
     report, warned = _quiet_prepare(root, tmp_path / "m", skip_bad=True)
     assert sorted(int(re.search(r"line (\d+)", s).group(1)) for s in report.skipped) == sorted(
-        [n + 1, n + 2, n + 3, trees["vggsound"].corrupt_line])
+        [n + 1, n + 2, n + 3, trees["vggsound"].corrupt_line]
+    )
     assert any("'validation'" in s for s in report.skipped) and any("'soon'" in s for s in report.skipped)
     assert report.kept == trees["vggsound"].kept
 
@@ -237,8 +240,13 @@ def test_detect_layout(trees, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(LayoutError) as err:
         detect_layout(tmp_path / "empty")
-    for looked_for in ("MUSIC_solo_videos.json", "MUSIC21_solo_videos.json", "vggsound.csv",
-                       "audiocap_id,youtube_id,start_time,caption", "path,label"):
+    for looked_for in (
+        "MUSIC_solo_videos.json",
+        "MUSIC21_solo_videos.json",
+        "vggsound.csv",
+        "audiocap_id,youtube_id,start_time,caption",
+        "path,label",
+    ):
         assert looked_for in str(err.value)
     with pytest.raises(LayoutError, match="several datasets"):
         detect_layout(Path(trees["music"].root).parent)  # holds all three fixtures
@@ -287,8 +295,10 @@ def test_splits_by_hash_are_fixed_and_have_the_documented_sizes():
     val = sum(vggsound_split(v, "train") == "val" for v in ids) / len(ids)
     assert abs(val - 0.05) < 0.005 and all(vggsound_split(v, "test") == "test" for v in ids[:100])
     # The hash is SHA-256 of the id: the same on every machine and Python (no PYTHONHASHSEED).
-    assert hash_fraction("music:---g-f_I2yQ") == int.from_bytes(
-        __import__("hashlib").sha256(b"music:---g-f_I2yQ").digest()[:8], "big") / 2**64
+    assert (
+        hash_fraction("music:---g-f_I2yQ")
+        == int.from_bytes(__import__("hashlib").sha256(b"music:---g-f_I2yQ").digest()[:8], "big") / 2**64
+    )
 
 
 def test_write_fixture_refuses_a_folder_in_use(tmp_path):
@@ -309,8 +319,9 @@ def test_cli_prepare_stops_at_the_corrupt_file_and_skips_it_on_request(trees, tm
     err = capsys.readouterr().err.strip()
     assert err.startswith("python -m weaksep.data: error: ") and "\n" not in err
     assert f"train.csv line {record.corrupt_line}:" in err and record.corrupt in err
-    assert data_cli.main(["prepare", "--layout", "audiocaps", "--root", record.root, "--out", str(out),
-                          "--skip-bad"]) == 0
+    assert (
+        data_cli.main(["prepare", "--layout", "audiocaps", "--root", record.root, "--out", str(out), "--skip-bad"]) == 0
+    )
     printed = capsys.readouterr().out
     assert printed.startswith("AudioCaps at ") and f"kept train {record.kept['train']}," in printed
     assert "note: AudioCaps at" in printed and record.corrupt in printed
@@ -322,8 +333,10 @@ def test_cli_bad_input_exits_2_with_one_line(trees, tmp_path, capsys):
     assert data_cli.main(["prepare", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot recognise the dataset layout" in err and "vggsound.csv" in err
-    assert data_cli.main(["prepare", "--layout", "vggsound", "--root", trees["music"].root,
-                          "--out", str(tmp_path / "m")]) == 2
+    assert (
+        data_cli.main(["prepare", "--layout", "vggsound", "--root", trees["music"].root, "--out", str(tmp_path / "m")])
+        == 2
+    )
     assert "no VGGSound metadata" in capsys.readouterr().err
     assert data_cli.main(["prepare", "--layout", "audioset", "--root", ".", "--out", "m"]) == 2  # argparse
     assert data_cli.main(["fixture", "--layout", "music", "--out", trees["music"].root]) == 2

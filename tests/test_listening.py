@@ -1,4 +1,5 @@
 """Notebook players and figures: compact, and faithful to the level of what they play."""
+
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,5 @@
 """Each loss against an independent, loop-based computation of its definition."""
+
 import math
 
 import torch

@@ -1,4 +1,5 @@
 """Real-dataset manifests: formats, mono mix-down, resampling, crop/pad and bad rows."""
+
 from __future__ import annotations
 
 import math
@@ -43,13 +44,16 @@ def _write(path, text):
 
 
 def test_label_manifest_formats_and_conversion(fixture_dir):
-    csv_path = _write(fixture_dir / "m.csv", "path,label\n"
-                      "audio/a.wav,violin\n"
-                      "audio/b.flac,flute\n"
-                      "audio/stereo.wav,cello\n"
-                      "audio/hi.wav,flute\n"
-                      "audio/short.ogg,violin\n"
-                      f"{fixture_dir / 'abs.wav'},cello\n")
+    csv_path = _write(
+        fixture_dir / "m.csv",
+        "path,label\n"
+        "audio/a.wav,violin\n"
+        "audio/b.flac,flute\n"
+        "audio/stereo.wav,cello\n"
+        "audio/hi.wav,flute\n"
+        "audio/short.ogg,violin\n"
+        f"{fixture_dir / 'abs.wav'},cello\n",
+    )
     clips = load_manifest(csv_path, SR, T)
     assert clips.audio.shape == (6, T) and clips.audio.dtype == torch.float32
     assert clips.labels == ["violin", "flute", "cello", "flute", "violin", "cello"]
@@ -71,9 +75,10 @@ def test_label_manifest_formats_and_conversion(fixture_dir):
 
 
 def test_caption_manifest(fixture_dir):
-    csv_path = _write(fixture_dir / "c.csv", 'path,caption\n'
-                      'audio/a.wav,"A bird tweets, then a telephone rings"\n'
-                      'audio/b.flac,Applause followed by waves\n')
+    csv_path = _write(
+        fixture_dir / "c.csv",
+        'path,caption\naudio/a.wav,"A bird tweets, then a telephone rings"\naudio/b.flac,Applause followed by waves\n',
+    )
     clips = load_manifest(csv_path, SR, T, kind="caption")
     assert clips.kind == "caption" and clips.captions == clips.labels
     assert clips.labels[0] == "A bird tweets, then a telephone rings"

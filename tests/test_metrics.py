@@ -1,4 +1,5 @@
 """weaksep.metrics against mir_eval 0.8.2 (the reference bss_eval_sources) and numpy."""
+
 from __future__ import annotations
 
 import warnings
@@ -101,7 +102,9 @@ def test_silent_estimate_scores_the_floor_and_leaves_other_queries_unchanged() -
         np.testing.assert_allclose(part[k][:2], full[k][:2], atol=1e-9)
     assert metrics.si_sdr(refs, est)[2] == metrics.SILENT_FLOOR_DB
     rows = metrics.evaluate_queries(refs, est, mix)
-    assert rows[2]["sdr"] == metrics.SILENT_FLOOR_DB and np.isfinite(rows[2]["sdri"]) and np.isfinite(rows[2]["input_sdr"])
+    assert (
+        rows[2]["sdr"] == metrics.SILENT_FLOOR_DB and np.isfinite(rows[2]["sdri"]) and np.isfinite(rows[2]["input_sdr"])
+    )
 
 
 def test_bad_shapes_are_rejected() -> None:
@@ -196,7 +199,19 @@ def test_ci95_and_aggregate_against_scipy() -> None:
         }
     )
     out = metrics.aggregate(rows, ["regime", "label_fraction"], ["sdr", "si_sdr"])
-    assert list(out.columns) == ["regime", "label_fraction", "metric", "mean", "ci95", "median", "n_queries"]
+    assert list(out.columns) == [
+        "regime",
+        "label_fraction",
+        "metric",
+        "mean",
+        "ci95",
+        "median",
+        "n_queries",
+        "n_seeds",
+        "ci_low",
+        "ci_high",
+    ]
+    assert out["ci_low"].isna().all()  # no item column: no cluster bootstrap
     assert len(out) == 4  # the NaN label fraction is a group of its own
     for regime, g in rows.groupby("regime"):
         for metric in ("sdr", "si_sdr"):
@@ -221,9 +236,14 @@ def test_aggregate_leaves_out_nan_with_a_warning() -> None:
 
 def _query_rows(rng: np.random.Generator, with_clap: bool) -> pd.DataFrame:
     rows = []
-    for regime, lf, shift in (("weak", np.nan, 6.0), ("unsup", np.nan, 3.0), ("sup", 1.0, 9.0), ("mixture", np.nan, 0.0)):
+    for regime, lf, shift in (
+        ("weak", np.nan, 6.0),
+        ("unsup", np.nan, 3.0),
+        ("sup", 1.0, 9.0),
+        ("mixture", np.nan, 0.0),
+    ):
         for item in range(5):
-            for q, entity in enumerate(("violin", "flute")):
+            for entity in ("violin", "flute"):
                 r = {"regime": regime, "n_sources": 2, "label_fraction": lf, "item": item, "entity": entity}
                 r.update({m: shift + rng.normal() for m in ("sdr", "sir", "sar", "sdri", "si_sdr")})
                 if with_clap and regime != "mixture":
@@ -285,3 +305,35 @@ def test_clap_similarity_is_cosine_of_embeddings() -> None:
     np.testing.assert_allclose(sims, [audio[0, 1], audio[1, 0], audio[2, 3]], atol=1e-5)
     with pytest.raises(ValueError, match="B = 2 entities"):
         metrics.clap_similarity(backend, wav, ["flute", "violin"], SR)
+
+
+def test_cluster_bootstrap_resamples_seeds_and_items_not_queries() -> None:
+    """Two queries of one item that always move together count as one cluster: the interval is that
+    of the item means, and a seed offset widens it; a paired difference keeps its pairing."""
+    from weaksep import stats as wstats
+
+    rng = np.random.default_rng(0)
+    item_level = rng.normal(0, 2, 40)
+    rows = pd.DataFrame(
+        [
+            {"seed": s, "item": i, "query": q, "sdr": item_level[i] + 0.5 * s}
+            for s in range(3)
+            for i in range(40)
+            for q in range(2)
+        ]
+    )
+    cells, seeds, items = wstats.cell_means(rows, "sdr")
+    assert cells.shape == (3, 40) and seeds == [0, 1, 2] and len(items) == 40
+    est, low, high = wstats.bootstrap({"x": cells}, lambda r: r["x"], n_boot=4000)
+    assert est == pytest.approx(rows["sdr"].mean())
+    # crossed resampling: the variance of the mean is that of the 40 item means plus that of the 3 seed offsets
+    half = 1.96 * np.sqrt(item_level.var() / 40 + np.var([0.0, 0.5, 1.0]) / 3)
+    assert (high - low) / 2 == pytest.approx(half, rel=0.15)
+    no_seeds, nlow, nhigh = wstats.bootstrap({"x": cells[:1]}, lambda r: r["x"], n_boot=4000)
+    assert (nhigh - nlow) / 2 == pytest.approx(1.96 * item_level.std() / np.sqrt(40), rel=0.15)
+    # a paired difference of two regimes with the same item effects has no item spread left
+    other = {"a": cells, "b": cells - 1.0}
+    d, dlow, dhigh = wstats.bootstrap(other, lambda r: r["a"] - r["b"])
+    assert d == pytest.approx(1.0) and dlow == pytest.approx(1.0) and dhigh == pytest.approx(1.0)
+    assert wstats.verdict(0.2, 0.9, 0.1) == "reproduced" and wstats.verdict(-0.5, 0.05, 0.1) == "not reproduced"
+    assert wstats.verdict(0.0, 0.9, 0.1) == "inconclusive"

@@ -1,4 +1,5 @@
 """Mixtures, fixed test sets and the mixture-of-mixtures sampler."""
+
 from __future__ import annotations
 
 import os
@@ -168,7 +169,8 @@ def test_event_sampler_uses_captions():
     labels = ["applause", "bell", "bird", "breathing", "gunshot", "hand clap"]
     clips = ClipSet.from_labels(torch.randn(12, 32), labels * 2, 8000)
     batch = MixtureSampler(clips, 2, 6, with_sources=False, seed=1, corpus="events").sample(
-        torch.Generator().manual_seed(2))
+        torch.Generator().manual_seed(2)
+    )
     for b in range(6):
         for i in range(2):
             assert caption_entities(batch.texts[b][i]) == batch.entities[b][i]

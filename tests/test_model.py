@@ -1,4 +1,5 @@
 """The separator: shapes, mask range, STFT round trip, every conditioning mode, save and reload."""
+
 import pytest
 import torch
 
@@ -7,8 +8,16 @@ from weaksep.model import STFT, Separator, SeparatorConfig
 
 
 def make(conditioning="head", cond_levels=0, channels=(8, 16, 32)):
-    cfg = SeparatorConfig(n_fft=256, hop=64, channels=channels, text_dim=12, text_state_dim=10,
-                          conditioning=conditioning, cond_levels=cond_levels, head_channels=8)
+    cfg = SeparatorConfig(
+        n_fft=256,
+        hop=64,
+        channels=channels,
+        text_dim=12,
+        text_state_dim=10,
+        conditioning=conditioning,
+        cond_levels=cond_levels,
+        head_channels=8,
+    )
     torch.manual_seed(0)
     return Separator(cfg)
 

@@ -3,6 +3,7 @@
 Skipped unless WEAKSEP_CHECK_NOTEBOOK_OUTPUTS is set: ``make test`` sets it
 for a third pytest pass that runs after ``pytest --nbval-lax notebooks``.
 """
+
 import json
 import os
 
@@ -13,16 +14,20 @@ from weaksep.metrics import TABLE_COLUMNS
 from weaksep.paths import default_results_dir
 from weaksep.profiles import get_profile
 
-pytestmark = pytest.mark.skipif(not os.environ.get("WEAKSEP_CHECK_NOTEBOOK_OUTPUTS"),
-                                reason="checks the outputs of the nbval run of `make test`")
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("WEAKSEP_CHECK_NOTEBOOK_OUTPUTS"), reason="checks the outputs of the nbval run of `make test`"
+)
 
 RESULTS = default_results_dir("smoke")
 EXPECTED = {  # notebook -> (table, N, {(regime, label_fraction)})
     "01_two_source": ("two_source", 2, {("mixture", 0.0), ("unsup", 0.0), ("weak", 0.0), ("sup", 1.0)}),
     "02_three_source": ("three_source", 3, {("mixture", 0.0), ("unsup", 0.0), ("weak", 0.0), ("sup", 1.0)}),
     "03_four_source": ("four_source", 4, {("mixture", 0.0), ("unsup", 0.0), ("weak", 0.0), ("sup", 1.0)}),
-    "04_semi_supervised": ("semi_supervised", 2, {("mixture", 0.0), ("sup", 0.25), ("semi", 0.25),
-                                                  ("sup", 1.0), ("weak", 0.0)}),
+    "04_semi_supervised": (
+        "semi_supervised",
+        2,
+        {("mixture", 0.0), ("sup", 0.25), ("semi", 0.25), ("sup", 1.0), ("weak", 0.0)},
+    ),
     "08_captioned_events": ("captioned_events", 2, {("mixture", 0.0), ("unsup", 0.0), ("weak", 0.0), ("sup", 1.0)}),
 }
 
@@ -58,8 +63,14 @@ def test_clap_card_and_summary():
 ABLATIONS = {  # section -> settings every smoke run of 07_ablations must have written
     "loss": {"unsup", "unsup + consistency", "unsup + contrastive", "unsup + both (weak)", "sup", "clean"},
     "weight": {"unsup", "w=0", "w=0.125", "w=0.5", "w=2", "clean"},
-    "clap": {"unsup", "weak · CLAP 120 steps", "weak · CLAP 12 steps", "weak · CLAP untrained",
-             "clean · CLAP 120 steps", "clean · CLAP untrained"},
+    "clap": {
+        "unsup",
+        "weak · CLAP 120 steps",
+        "weak · CLAP 12 steps",
+        "weak · CLAP untrained",
+        "clean · CLAP 120 steps",
+        "clean · CLAP untrained",
+    },
     "text": {"sentence", "entity mean"},
     "fraction": {"unsup", "sup@100%"},
     "length": {"unsup @20", "unsup @40", "weak @20", "weak @40"},

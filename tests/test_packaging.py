@@ -1,7 +1,8 @@
 """pyproject.toml and environment.yml declare the same packages (so they never drift)."""
-import tomllib
+
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,5 +24,5 @@ def test_makefile_installs_tinysoundfont_without_its_playback_dependency():
 
 
 def test_ci_runs_make_test_only():
-    lines = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[-1] == "make test"

@@ -1,5 +1,6 @@
 """Separating long, resampled, stereo inputs: windows stitched without seams, lengths and channels kept;
 many inputs in one call, the residual, the output folders and the scores."""
+
 from __future__ import annotations
 
 import math
@@ -13,9 +14,19 @@ import torch
 import torchaudio.functional as AF
 
 from weaksep.model import Separator, SeparatorConfig
-from weaksep.separate import (LoadedSeparator, audio_extensions, crossfade_window, expand_inputs, input_folder_names,
-                              output_paths, overlap_add, separate_files, separate_waveform, window_count,
-                              write_outputs)
+from weaksep.separate import (
+    LoadedSeparator,
+    audio_extensions,
+    crossfade_window,
+    expand_inputs,
+    input_folder_names,
+    output_paths,
+    overlap_add,
+    separate_files,
+    separate_waveform,
+    window_count,
+    write_outputs,
+)
 
 MODEL_RATE, WINDOW = 8000, 2048
 D = 16
@@ -41,8 +52,11 @@ class StubClap:
 
 def _separator(identity: bool) -> Separator:
     torch.manual_seed(0)
-    model = Separator(SeparatorConfig(n_fft=256, hop=64, channels=(4, 8), text_dim=D, text_state_dim=D,
-                                      conditioning="head", head_channels=4)).eval()
+    model = Separator(
+        SeparatorConfig(
+            n_fft=256, hop=64, channels=(4, 8), text_dim=D, text_state_dim=D, conditioning="head", head_channels=4
+        )
+    ).eval()
     if identity:  # every mask is sigmoid(100) = 1: the separator passes its input through
         with torch.no_grad():
             model.head_proj.weight.zero_()
@@ -54,8 +68,10 @@ def _separator(identity: bool) -> Separator:
 def _stationary(n: int, rate: int, channels: int = 1) -> torch.Tensor:
     """A DC offset plus sines: any seam would show as a jump or dip."""
     t = torch.arange(n, dtype=torch.float64) / rate
-    rows = [0.1 + 0.3 * torch.sin(2 * math.pi * (220 + 110 * c) * t) + 0.1 * torch.sin(2 * math.pi * 1000 * t)
-            for c in range(channels)]
+    rows = [
+        0.1 + 0.3 * torch.sin(2 * math.pi * (220 + 110 * c) * t) + 0.1 * torch.sin(2 * math.pi * 1000 * t)
+        for c in range(channels)
+    ]
     return torch.stack(rows).float()
 
 
@@ -80,7 +96,7 @@ def test_shifted_crossfade_windows_sum_to_one(overlap):
     hop = WINDOW - ramp
     total = torch.zeros(hop * 6 + WINDOW, dtype=torch.float64)
     for k in range(7):
-        total[k * hop:k * hop + WINDOW] += w
+        total[k * hop : k * hop + WINDOW] += w
     inner = total[WINDOW:-WINDOW]  # where every sample is covered by all the windows it can be
     assert torch.allclose(inner, torch.ones_like(inner), atol=1e-6)
     if overlap == 0.5:  # a (symmetric, half-sample shifted) Hann window
@@ -126,8 +142,8 @@ def test_a_seam_would_be_detected():
     broken = torch.zeros(hop * 8 + WINDOW)
     padded = torch.nn.functional.pad(x[0], (ramp, broken.numel() - ramp - x.shape[1]))
     for k in range(9):
-        broken[k * hop:k * hop + WINDOW] += padded[k * hop:k * hop + WINDOW] * w
-    assert (broken[ramp:ramp + x.shape[1]] - x[0]).abs().max() > 0.05
+        broken[k * hop : k * hop + WINDOW] += padded[k * hop : k * hop + WINDOW] * w
+    assert (broken[ramp : ramp + x.shape[1]] - x[0]).abs().max() > 0.05
 
 
 def test_44k_stereo_input_through_an_8k_model_keeps_rate_length_channels_and_has_no_seams():
@@ -242,11 +258,13 @@ def test_folders_and_patterns_expand_to_every_sound_file_once(tmp_path):
     _write(tmp_path / "in" / ".hidden" / "h.wav", 0.1, 8000)  # hidden: not the user's recordings
     _write(tmp_path / "in" / "._a.wav", 0.1, 8000)
     _write(tmp_path / "in" / "out" / "old" / "violin.wav", 0.1, 8000)  # a previous run's outputs
-    files, problems = expand_inputs([tmp_path / "in", str(tmp_path / "in" / "*.wav"), a],
-                                    exclude=tmp_path / "in" / "out")
+    files, problems = expand_inputs(
+        [tmp_path / "in", str(tmp_path / "in" / "*.wav"), a], exclude=tmp_path / "in" / "out"
+    )
     assert files == [a, c, b] and problems == []  # folder order (sorted), then the pattern's and a: seen already
-    files, problems = expand_inputs([str(tmp_path / "in" / "**" / "*.FLAC"), tmp_path / "nope.wav",
-                                     str(tmp_path / "*.mp3")])
+    files, problems = expand_inputs(
+        [str(tmp_path / "in" / "**" / "*.FLAC"), tmp_path / "nope.wav", str(tmp_path / "*.mp3")]
+    )
     assert files == [b]
     assert len(problems) == 2
     assert "nope.wav does not exist" in problems[0] and "matches no file" in problems[1]
@@ -255,13 +273,26 @@ def test_folders_and_patterns_expand_to_every_sound_file_once(tmp_path):
 
 
 def test_equal_stems_get_distinct_names_that_do_not_depend_on_order(tmp_path):
-    paths = [tmp_path / "x" / "a" / "mix.wav", tmp_path / "y" / "a" / "mix.flac", tmp_path / "b" / "mix.wav",
-             tmp_path / "b" / "mix.flac", tmp_path / "solo.wav", tmp_path / "c" / "Solo.wav",
-             tmp_path / "scores.csv.wav"]
+    paths = [
+        tmp_path / "x" / "a" / "mix.wav",
+        tmp_path / "y" / "a" / "mix.flac",
+        tmp_path / "b" / "mix.wav",
+        tmp_path / "b" / "mix.flac",
+        tmp_path / "solo.wav",
+        tmp_path / "c" / "Solo.wav",
+        tmp_path / "scores.csv.wav",
+    ]
     names = input_folder_names(paths)
     # One rule per group of equal stems: the fewest parent folders that tell all of them apart, else the extension.
-    assert names == ["a__mix.wav", "a__mix.flac", "b__mix.wav", "b__mix.flac", f"{tmp_path.name}__solo", "c__Solo",
-                     f"{tmp_path.name}__scores.csv"]
+    assert names == [
+        "a__mix.wav",
+        "a__mix.flac",
+        "b__mix.wav",
+        "b__mix.flac",
+        f"{tmp_path.name}__solo",
+        "c__Solo",
+        f"{tmp_path.name}__scores.csv",
+    ]
     assert input_folder_names(paths[::-1]) == names[::-1]
     assert input_folder_names(paths[:2]) == ["x__a__mix", "y__a__mix"]
     assert input_folder_names([tmp_path / "one" / "mix.wav", tmp_path / "two.wav"]) == ["mix", "two"]
@@ -292,20 +323,23 @@ def test_residual_makes_the_outputs_add_back_up_to_the_input(tmp_path):
 
 
 def test_a_bad_file_among_good_ones_is_skipped_in_one_line(tmp_path):
-    good = [_write(tmp_path / "in" / "a" / "take.wav", 0.5, 22050),
-            _write(tmp_path / "in" / "b" / "take.wav", 0.4, 8000),
-            _write(tmp_path / "in" / "short.wav", 2 / 44100, 44100)]  # two samples: under one period at 8 kHz
+    good = [
+        _write(tmp_path / "in" / "a" / "take.wav", 0.5, 22050),
+        _write(tmp_path / "in" / "b" / "take.wav", 0.4, 8000),
+        _write(tmp_path / "in" / "short.wav", 2 / 44100, 44100),
+    ]  # two samples: under one period at 8 kHz
     (tmp_path / "in" / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage")
     sf.write(tmp_path / "in" / "empty.wav", np.zeros((0, 1)), 8000)
     sf.write(tmp_path / "in" / "nan.wav", np.full((100, 1), np.nan), 8000, subtype="FLOAT")
     messages, lines = [], []
-    scores = separate_files(tmp_path / "in", ["violin"], tmp_path / "out", _stub_separator(), log=messages.append,
-                            echo=lines.append)
+    scores = separate_files(
+        tmp_path / "in", ["violin"], tmp_path / "out", _stub_separator(), log=messages.append, echo=lines.append
+    )
     skipped = [m for m in messages if m.startswith("skipped: ")]
     assert len(skipped) == 3 and all("\n" not in m for m in skipped)
     assert any("corrupt.wav" in m for m in skipped) and any("empty.wav" in m and "zero length" in m for m in skipped)
     assert any("nan.wav" in m and "NaN" in m for m in skipped)
-    assert scores.attrs["skipped"] == [m[len("skipped: "):] for m in skipped]
+    assert scores.attrs["skipped"] == [m[len("skipped: ") :] for m in skipped]
     assert sorted(scores["input"]) == sorted(str(p) for p in good)
     for p in good:
         info = sf.info(str(tmp_path / "out" / input_folder_names(good)[good.index(p)] / "violin.wav"))
@@ -323,14 +357,24 @@ def test_nothing_readable_is_an_error_and_writes_nothing(tmp_path):
         separate_files(tmp_path / "bad.wav", ["violin"], tmp_path / "out", _stub_separator(), log=None)
     messages = []
     with pytest.raises(ValueError, match="all 2 inputs were skipped"):
-        separate_files([tmp_path / "bad.wav", tmp_path / "gone.wav"], ["violin"], tmp_path / "out", _stub_separator(),
-                       log=messages.append)
+        separate_files(
+            [tmp_path / "bad.wav", tmp_path / "gone.wav"],
+            ["violin"],
+            tmp_path / "out",
+            _stub_separator(),
+            log=messages.append,
+        )
     assert len(messages) == 2 and not (tmp_path / "out").exists()
     sf.write(tmp_path / "nan.wav", np.full((100, 1), np.nan), 8000, subtype="FLOAT")  # readable header, bad samples
     messages = []
     with pytest.raises(ValueError, match="all 2 inputs were skipped"):
-        separate_files([tmp_path / "nan.wav", tmp_path / "bad.wav"], ["violin"], tmp_path / "out", _stub_separator(),
-                       log=messages.append)
+        separate_files(
+            [tmp_path / "nan.wav", tmp_path / "bad.wav"],
+            ["violin"],
+            tmp_path / "out",
+            _stub_separator(),
+            log=messages.append,
+        )
     assert [m.split(":")[0] for m in messages] == ["skipped", "skipped"] and not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="nan.wav contains NaN"):
         separate_files(tmp_path / "nan.wav", ["violin"], tmp_path / "out", _stub_separator(), log=messages.append)
@@ -362,7 +406,10 @@ def test_the_recorded_clap_is_found_from_a_portable_path(tmp_path, monkeypatch):
         f.write_bytes(b"x")
     assert first_file("<cache>/smoke/clap/proxy.pt") == clap
     assert first_file("proxy.pt") == clap  # a bare name: the CLAP was outside the default cache
-    assert first_file("<repo>/results/models/clap_proxy.pt") == tmp_path / "repo" / "results" / "models" / "clap_proxy.pt"
+    assert (
+        first_file("<repo>/results/models/clap_proxy.pt") == tmp_path / "repo" / "results" / "models" / "clap_proxy.pt"
+    )
     assert first_file(str(clap)) == clap
     assert first_file("<cache>/smoke/clap/gone.pt") is None
-    assert recorded_clap_paths("<cache>/q/c.pt", ckpt, None, tmp_path)[0] == tmp_path / "default_cache" / "q" / "c.pt"
+    # the cache the run was trained in comes first, the default cache last
+    assert recorded_clap_paths("<cache>/q/c.pt", ckpt, None, tmp_path)[-1] == tmp_path / "default_cache" / "q" / "c.pt"

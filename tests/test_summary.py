@@ -1,4 +1,5 @@
 """weaksep.summary (our numbers beside the paper's) and weaksep.plots (figures from CSVs)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,20 @@ def _table(name: str, n: int, sdr: dict[tuple[str, float], tuple[float, float]])
     rows = []
     for (regime, lf), (mean, ci) in sdr.items():
         for metric, shift in (("sdr", 0.0), ("si_sdr", -1.0)):
-            rows.append(dict(table=name, n_sources=n, regime=regime, label_fraction=lf, metric=metric,
-                             mean=mean + shift, ci95=ci, median=mean + shift, n_queries=20, profile="smoke"))
+            rows.append(
+                dict(
+                    table=name,
+                    n_sources=n,
+                    regime=regime,
+                    label_fraction=lf,
+                    metric=metric,
+                    mean=mean + shift,
+                    ci95=ci,
+                    median=mean + shift,
+                    n_queries=20,
+                    profile="smoke",
+                )
+            )
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
@@ -28,17 +41,28 @@ NAN = float("nan")
 def _tables() -> dict[str, pd.DataFrame]:
     return {
         # unsup 5 dB, weak 8 dB -> +60 % (paper 71 %: reproduced, >= 35.5 %); weak/sup = 8/8.2 = 97.6 %
-        "two_source": _table("two_source", 2, {("mixture", NAN): (0.0, 0.1), ("unsup", NAN): (5.0, 0.5),
-                                              ("weak", NAN): (8.0, 0.4), ("sup", 1.0): (8.2, 0.3)}),
+        "two_source": _table(
+            "two_source",
+            2,
+            {
+                ("mixture", NAN): (0.0, 0.1),
+                ("unsup", NAN): (5.0, 0.5),
+                ("weak", NAN): (8.0, 0.4),
+                ("sup", 1.0): (8.2, 0.3),
+            },
+        ),
         # 4 -> 5 dB: +25 % (paper 102 %: not reproduced)
-        "three_source": _table("three_source", 3, {("unsup", NAN): (4.0, 0.5), ("weak", NAN): (5.0, 0.5),
-                                                  ("sup", 1.0): (7.0, 0.5)}),
+        "three_source": _table(
+            "three_source", 3, {("unsup", NAN): (4.0, 0.5), ("weak", NAN): (5.0, 0.5), ("sup", 1.0): (7.0, 0.5)}
+        ),
         # unsup below 0 dB: a relative gain is meaningless
-        "four_source": _table("four_source", 4, {("unsup", NAN): (-1.0, 0.5), ("weak", NAN): (2.0, 0.5),
-                                                ("sup", 1.0): (4.0, 0.5)}),
+        "four_source": _table(
+            "four_source", 4, {("unsup", NAN): (-1.0, 0.5), ("weak", NAN): (2.0, 0.5), ("sup", 1.0): (4.0, 0.5)}
+        ),
         # sup@5% 4 dB, semi@5% 5 dB: +1 dB (paper 6.2: not reproduced), +25 % (paper 17 %: reproduced)
-        "semi_supervised": _table("semi_supervised", 2, {("sup", 0.05): (4.0, 0.6), ("semi", 0.05): (5.0, 0.8),
-                                                        ("sup", 0.25): (6.0, 0.6)}),
+        "semi_supervised": _table(
+            "semi_supervised", 2, {("sup", 0.05): (4.0, 0.6), ("semi", 0.05): (5.0, 0.8), ("sup", 0.25): (6.0, 0.6)}
+        ),
     }
 
 
@@ -51,8 +75,7 @@ def test_paper_claims_are_the_papers() -> None:
     assert all({"claim", "description", "paper", "unit"} <= set(c) for c in summary.PAPER_CLAIMS)
 
 
-def _claim_rows(n: int, levels: dict[tuple[str, float], float], seeds=(0, 1, 2), items=30,
-                noise=0.0) -> pd.DataFrame:
+def _claim_rows(n: int, levels: dict[tuple[str, float], float], seeds=(0, 1, 2), items=30, noise=0.0) -> pd.DataFrame:
     """Per-query rows with the given mean level per (regime, label_fraction), over seeds and items."""
     rng = np.random.default_rng(0)
     rows = []
@@ -63,15 +86,27 @@ def _claim_rows(n: int, levels: dict[tuple[str, float], float], seeds=(0, 1, 2),
                 for q in range(n):
                     # item effects cancel in the mean: +-0.5 dB alternating
                     v = level + (0.5 if item % 2 else -0.5) + wobble
-                    rows.append(dict(regime=regime, n_sources=n, label_fraction=lf, item=item, query=q, seed=seed,
-                                     sdr=v, si_sdr=v - 1.0))
+                    rows.append(
+                        dict(
+                            regime=regime,
+                            n_sources=n,
+                            label_fraction=lf,
+                            item=item,
+                            query=q,
+                            seed=seed,
+                            sdr=v,
+                            si_sdr=v - 1.0,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
 def _queries() -> dict[str, pd.DataFrame]:
     return {
         # unsup 5 dB, weak 8 dB -> +60 % (paper 71 %: needs >= 35.5 %); weak/sup = 8/8.2 = 97.6 %
-        "two_source": _claim_rows(2, {("mixture", NAN): 0.0, ("unsup", NAN): 5.0, ("weak", NAN): 8.0, ("sup", 1.0): 8.2}),
+        "two_source": _claim_rows(
+            2, {("mixture", NAN): 0.0, ("unsup", NAN): 5.0, ("weak", NAN): 8.0, ("sup", 1.0): 8.2}
+        ),
         # 4 -> 5 dB: +25 % (paper 102 %: the bar is 51 %)
         "three_source": _claim_rows(3, {("unsup", NAN): 4.0, ("weak", NAN): 5.0, ("sup", 1.0): 7.0}),
         # unsup below 0 dB: a relative gain is meaningless
@@ -113,8 +148,13 @@ def test_an_interval_across_the_bar_is_inconclusive() -> None:
 
 
 def test_metric_disagreement_is_said() -> None:
-    claims = pd.DataFrame({"claim": ["a", "a", "b", "b"], "metric": ["sdr", "si_sdr"] * 2,
-                           "verdict": ["reproduced", "not reproduced", "inconclusive", "inconclusive"]})
+    claims = pd.DataFrame(
+        {
+            "claim": ["a", "a", "b", "b"],
+            "metric": ["sdr", "si_sdr"] * 2,
+            "verdict": ["reproduced", "not reproduced", "inconclusive", "inconclusive"],
+        }
+    )
     said = summary.metric_disagreements(claims)
     assert len(said) == 1 and said[0].startswith("a: bss_eval SDR says 'reproduced' but SI-SDR says 'not reproduced'")
 

@@ -1,4 +1,5 @@
 """The training loop: regimes, determinism, resume, non-finite losses, DDP, and that training helps."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,6 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -18,8 +18,16 @@ from weaksep.train import NonFiniteLossError, train
 
 def _run(study, regime, out, steps=6, stop_after=None, n=2, val=None, profile=None, **kw):
     cfg = study.run_config(regime, n, seed=kw.pop("seed", 0), steps=steps, **kw)
-    return train(cfg, profile or study.profile, study.clips("train"), study.clap(), out, progress=False,
-                 stop_after=stop_after, val=val)
+    return train(
+        cfg,
+        profile or study.profile,
+        study.clips("train"),
+        study.clap(),
+        out,
+        progress=False,
+        stop_after=stop_after,
+        val=val,
+    )
 
 
 def _weights(path):
@@ -43,8 +51,11 @@ def test_sup_trains_on_mixtures_of_exactly_n_sources(smoke_study, n):
     assert batch.sources.shape[:3] == (4, 1, n)
     assert torch.allclose(batch.mixture, batch.sources[:, 0].sum(1), atol=1e-6)
     assert all(len(e) == 1 and len(e[0]) == n for e in batch.entities)
-    old = BatchSource(clips, smoke_study.run_config("sup", n, sup_input="mixture_of_mixtures"), smoke_study.profile,
-                      4, 0).batch(0).labelled
+    old = (
+        BatchSource(clips, smoke_study.run_config("sup", n, sup_input="mixture_of_mixtures"), smoke_study.profile, 4, 0)
+        .batch(0)
+        .labelled
+    )
     assert old.sources.shape[:3] == (4, 2, n)
 
 
@@ -137,7 +148,9 @@ def test_text_norm_is_the_same_function_for_every_regime(smoke_study, tmp_path):
     a = _run(smoke_study, "unsup", tmp_path / "u", steps=2)
     b = _run(smoke_study, "sup", tmp_path / "s", steps=2)
     na, nb = read_checkpoint(a)["model"], read_checkpoint(b)["model"]
-    assert torch.equal(na["text_norm.mean"], nb["text_norm.mean"]) and torch.equal(na["text_norm.std"], nb["text_norm.std"])
+    assert torch.equal(na["text_norm.mean"], nb["text_norm.mean"]) and torch.equal(
+        na["text_norm.std"], nb["text_norm.std"]
+    )
     assert float(na["text_norm.std"].min()) > 0
 
 
@@ -171,11 +184,36 @@ def _free_port() -> int:
 def test_ddp_with_gloo_on_two_processes(smoke_study, tmp_path):
     """torchrun's environment, two CPU processes: the run finishes with identical replicas
     (the loop checks it) and its loss falls like a single-process run's."""
-    env = {**os.environ, "WEAKSEP_CACHE": str(smoke_study.cache), "WEAKSEP_RESULTS": str(smoke_study.results),
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "weaksep.train", "--regime", "unsup", "--sources", "2", "--profile", "smoke", "--steps", "40",
-           "--out", str(tmp_path / "ddp"), "--clap-checkpoint", str(smoke_study.clap_checkpoint), "--no-progress"]
+    env = {
+        **os.environ,
+        "WEAKSEP_CACHE": str(smoke_study.cache),
+        "WEAKSEP_RESULTS": str(smoke_study.results),
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "weaksep.train",
+        "--regime",
+        "unsup",
+        "--sources",
+        "2",
+        "--profile",
+        "smoke",
+        "--steps",
+        "40",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--clap-checkpoint",
+        str(smoke_study.clap_checkpoint),
+        "--no-progress",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = pd.read_csv(tmp_path / "ddp" / "log.csv")

@@ -1,4 +1,5 @@
 """``python -m weaksep``: the ``weaksep`` command (see :mod:`weaksep.cli`)."""
+
 import sys
 
 from .cli import main

@@ -12,6 +12,7 @@ It is run as a file, not a module, so that ``make bench`` can point
 beside this one's (the "before" of an optimisation). It therefore speaks to
 both the current API and the one before ``weaksep.objective`` existed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,8 @@ def _step_function(profile_name: str, regime: str, n_sources: int):
         cfg = RunConfig(regime=regime, n_sources=n_sources, profile=p.to_dict(), steps=100, label_fraction=fraction)
         model = build_separator(cfg, p, clap, clips)
         opt = make_optimizer(model, cfg, p, torch.device("cpu"))
-        clap.load_text_cache(study.text_cache_path())  # as a run of the study does
+        if study.default_clap_path().exists():  # as a run of the study does (never pretrain a CLAP here)
+            clap.load_text_cache(study.text_cache_path())
 
         def losses(source, s):
             return training_losses(model, clap, source.batch(s), cfg, p.sample_rate)
@@ -101,9 +103,13 @@ def measure(profile_name: str, regime: str, n_sources: int, steps: int) -> dict[
         times.append(time.perf_counter() - t)
     s_per_step = statistics.median(times)
     flops = float(counter.get_total_flops())
-    return {"s_per_step": s_per_step, "gflop_per_step": flops / 1e9, "matmul_gflops": gflops_ref,
-            "flops_share": flops / s_per_step / (gflops_ref * 1e9),
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {
+        "s_per_step": s_per_step,
+        "gflop_per_step": flops / 1e9,
+        "matmul_gflops": gflops_ref,
+        "flops_share": flops / s_per_step / (gflops_ref * 1e9),
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

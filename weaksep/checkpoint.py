@@ -3,6 +3,7 @@
 Everything is saved as tensors, numbers and strings so that files load with
 ``torch.load(weights_only=True)``: a downloaded checkpoint cannot run code.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,14 @@ from .model import Separator, SeparatorConfig
 FORMAT = "weaksep-separator-v1"
 
 
-def save_checkpoint(path: str | Path, model: Separator, run_config: dict[str, Any], step: int,
-                    optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: Any | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: Separator,
+    run_config: dict[str, Any],
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+) -> Path:
     """Atomically save the model (and, when given, the optimiser and scheduler state)."""
     state: dict[str, Any] = {
         "format": FORMAT,
@@ -57,8 +63,9 @@ def load_separator(path: str | Path, expected: SeparatorConfig | None = None) ->
     state = read_checkpoint(path)
     cfg = SeparatorConfig.from_dict(state["model_config"])
     if expected is not None and cfg != expected:
-        diff = {k: (v, getattr(expected, k)) for k, v in cfg.to_dict().items()
-                if v != SeparatorConfig.to_dict(expected)[k]}
+        diff = {
+            k: (v, getattr(expected, k)) for k, v in cfg.to_dict().items() if v != SeparatorConfig.to_dict(expected)[k]
+        }
         raise ValueError(f"checkpoint {path} is of another model: (saved, expected) differ in {diff}")
     model = Separator(cfg)
     try:

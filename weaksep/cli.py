@@ -9,6 +9,7 @@
 ``separate`` skips an unreadable file among several with one line
 ``weaksep: skipped: ...``, writes the others and exits with status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,51 +39,107 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
     from .separate import DEFAULT_CHECKPOINT, REFERENCE_RMS
 
     p = sub.add_parser(
-        "separate", help="extract the sound each text prompt describes from audio files",
+        "separate",
+        help="extract the sound each text prompt describes from audio files",
         description="Extract from each AUDIO input the sound each --prompt describes: one 32-bit float WAV per "
-                    "input and prompt, OUTDIR/<input stem>/<prompt with spaces as _>.wav, at the input's sample "
-                    "rate, length and channel count, and a CLAP confidence score per output, printed and written "
-                    "to OUTDIR/scores.csv. Any format soundfile reads (WAV, FLAC, OGG, MP3, ...) and any length: "
-                    "long inputs are separated in overlapping windows of the model's training clip length and "
-                    "crossfaded. The model is loaded once for all inputs; an input that cannot be read is "
-                    "skipped with one line on stderr, the others are written, and the exit status is 2.")
-    p.add_argument("audio", metavar="AUDIO", nargs="+",
-                   help="sound files, folders (searched recursively for every format soundfile reads) and glob "
-                        "patterns ('in/**/*.flac'); mono or multi-channel (each channel is separated)")
-    p.add_argument("-p", "--prompt", action="append", required=True, metavar="TEXT",
-                   help="what to extract, e.g. 'violin' or 'a bowed string instrument'; repeat for several sounds")
-    p.add_argument("-o", "--out", "--output-dir", dest="out", required=True, metavar="OUTDIR",
-                   help="folder for the outputs: OUTDIR/<input stem>/ per input (equal stems from different "
-                        "folders get their parent folder's name in front, 'a__mix'), and OUTDIR/scores.csv "
-                        "(created; existing files of the same names are replaced)")
-    p.add_argument("--residual", action="store_true",
-                   help="also write residual.wav per input: the input minus the sum of the prompted estimates, so "
-                        "the outputs add back up to the input")
-    p.add_argument("-c", "--checkpoint", default=None, metavar="CKPT",
-                   help=f"separator checkpoint (model.pt of a training run); default: the quick study's weak "
-                        f"model <repo>/{DEFAULT_CHECKPOINT}")
-    p.add_argument("--clap-checkpoint", default=None, metavar="FILE",
-                   help="the CLAP the separator was trained with; default: the one its run config names, else "
-                        "<repo>/results/models/clap_proxy.pt")
-    p.add_argument("--confidence", default=None, metavar="JSON",
-                   help="absent-sound threshold measured by `python -m weaksep.confidence` for this CLAP: a prompt "
-                        "whose mixture score is below it gets a warning; default: confidence.json in the results "
-                        "folder of the checkpoint's profile (results/ for quick), if there and for the same CLAP")
-    p.add_argument("--tokenizer-dir", default=None, metavar="DIR",
-                   help="laion CLAP only: folder with roberta-base's vocab.json and merges.txt")
-    p.add_argument("--expect-profile", default=None, choices=["smoke", "quick", "paper"],
-                   help="refuse a checkpoint whose model size is not that of this profile")
-    p.add_argument("--overlap", type=float, default=0.5,
-                   help="share of each window that overlaps the next, 0..0.5 "
-                        "(default 0.5: a Hann crossfade at 50 %%)")
-    p.add_argument("--batch-size", type=int, default=8,
-                   help="windows separated at once: more is faster and needs more memory (default 8)")
-    p.add_argument("--no-template", action="store_true",
-                   help="use each prompt as it is instead of 'The sound of <prompt>' (the training template); "
-                        "there are then no absent-sound warnings")
-    p.add_argument("--no-normalize", action="store_true",
-                   help=f"do not scale the input to the training mixtures' level (RMS {REFERENCE_RMS:.3f}) "
-                        "before separating (the estimates are always scaled back)")
+        "input and prompt, OUTDIR/<input stem>/<prompt with spaces as _>.wav, at the input's sample "
+        "rate, length and channel count, and a CLAP confidence score per output, printed and written "
+        "to OUTDIR/scores.csv. Any format soundfile reads (WAV, FLAC, OGG, MP3, ...) and any length: "
+        "long inputs are separated in overlapping windows of the model's training clip length and "
+        "crossfaded. The model is loaded once for all inputs; an input that cannot be read is "
+        "skipped with one line on stderr, the others are written, and the exit status is 2.",
+    )
+    p.add_argument(
+        "audio",
+        metavar="AUDIO",
+        nargs="+",
+        help="sound files, folders (searched recursively for every format soundfile reads) and glob "
+        "patterns ('in/**/*.flac'); mono or multi-channel (each channel is separated)",
+    )
+    p.add_argument(
+        "-p",
+        "--prompt",
+        action="append",
+        required=True,
+        metavar="TEXT",
+        help="what to extract, e.g. 'violin' or 'a bowed string instrument'; repeat for several sounds",
+    )
+    p.add_argument(
+        "-o",
+        "--out",
+        "--output-dir",
+        dest="out",
+        required=True,
+        metavar="OUTDIR",
+        help="folder for the outputs: OUTDIR/<input stem>/ per input (equal stems from different "
+        "folders get their parent folder's name in front, 'a__mix'), and OUTDIR/scores.csv "
+        "(created; existing files of the same names are replaced)",
+    )
+    p.add_argument(
+        "--residual",
+        action="store_true",
+        help="also write residual.wav per input: the input minus the sum of the prompted estimates, so "
+        "the outputs add back up to the input",
+    )
+    p.add_argument(
+        "-c",
+        "--checkpoint",
+        default=None,
+        metavar="CKPT",
+        help=f"separator checkpoint (model.pt of a training run); default: the quick study's weak "
+        f"model <repo>/{DEFAULT_CHECKPOINT}",
+    )
+    p.add_argument(
+        "--clap-checkpoint",
+        default=None,
+        metavar="FILE",
+        help="the CLAP the separator was trained with; default: the one its run config names, else "
+        "<repo>/results/models/clap_proxy.pt",
+    )
+    p.add_argument(
+        "--confidence",
+        default=None,
+        metavar="JSON",
+        help="absent-sound threshold measured by `python -m weaksep.confidence` for this CLAP: a prompt "
+        "whose mixture score is below it gets a warning; default: confidence.json in the results "
+        "folder of the checkpoint's profile (results/ for quick), if there and for the same CLAP",
+    )
+    p.add_argument(
+        "--tokenizer-dir",
+        default=None,
+        metavar="DIR",
+        help="laion CLAP only: folder with roberta-base's vocab.json and merges.txt",
+    )
+    p.add_argument(
+        "--expect-profile",
+        default=None,
+        choices=["smoke", "quick", "paper"],
+        help="refuse a checkpoint whose model size is not that of this profile",
+    )
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=0.5,
+        help="share of each window that overlaps the next, 0..0.5 (default 0.5: a Hann crossfade at 50 %%)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="windows separated at once: more is faster and needs more memory (default 8)",
+    )
+    p.add_argument(
+        "--no-template",
+        action="store_true",
+        help="use each prompt as it is instead of 'The sound of <prompt>' (the training template); "
+        "there are then no absent-sound warnings",
+    )
+    p.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help=f"do not scale the input to the training mixtures' level (RMS {REFERENCE_RMS:.3f}) "
+        "before separating (the estimates are always scaled back)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_separate)
 
@@ -99,12 +156,24 @@ def _run_separate(args: argparse.Namespace) -> int:
         print(f"{PROG}: {_one_line(message)}", file=sys.stderr)
 
     try:  # prompts and inputs are checked first, then the checkpoint (default: the quick study's) loaded once
-        scores = separate_files(args.audio, args.prompt, args.out, args.checkpoint, residual=args.residual,
-                                confidence=args.confidence, clap_checkpoint=args.clap_checkpoint,
-                                tokenizer_dir=args.tokenizer_dir, expected_profile=args.expect_profile,
-                                template=not args.no_template, progress=not args.no_progress, log=log,
-                                echo=print, overlap=args.overlap, batch_size=args.batch_size,
-                                normalize=not args.no_normalize)
+        scores = separate_files(
+            args.audio,
+            args.prompt,
+            args.out,
+            args.checkpoint,
+            residual=args.residual,
+            confidence=args.confidence,
+            clap_checkpoint=args.clap_checkpoint,
+            tokenizer_dir=args.tokenizer_dir,
+            expected_profile=args.expect_profile,
+            template=not args.no_template,
+            progress=not args.no_progress,
+            log=log,
+            echo=print,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            normalize=not args.no_normalize,
+        )
     except (ValueError, FileNotFoundError) as e:  # bad audio raises ManifestError, a ValueError
         raise CliError(str(e)) from e
     except OSError as e:
@@ -116,41 +185,83 @@ def _run_separate(args: argparse.Namespace) -> int:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .runs import MIXTURE_TEXTS, REGIMES, SUP_INPUTS, TEXT_NORMS
 
-    p = sub.add_parser("train", help="train a separator (one regime, one N)",
-                       description="Train one separator (one regime, one N) on the study's data, on one CPU, one "
-                                   "GPU or many (under torchrun). Interrupted runs resume from --out.")
+    p = sub.add_parser(
+        "train",
+        help="train a separator (one regime, one N)",
+        description="Train one separator (one regime, one N) on the study's data, on one CPU, one "
+        "GPU or many (under torchrun). Interrupted runs resume from --out.",
+    )
     p.add_argument("--regime", choices=REGIMES, required=True, help="training regime (weaksep/METHOD.md#objective)")
     p.add_argument("--sources", type=int, default=2, help="sources per training mixture, N (1-4; default 2)")
     p.add_argument("--profile", default=None, help="smoke | quick | paper (default: $WEAKSEP_PROFILE or quick)")
-    p.add_argument("--out", default=None, help="run folder: config, logs, checkpoints; resumed when present "
-                                               "(default: the study's cache, by config hash)")
-    p.add_argument("--data-root", default=None, help="where corpora are rendered/cached (default: $WEAKSEP_CACHE or ./.cache)")
-    p.add_argument("--manifests", default=None, help="a folder of manifests or a dataset root (MUSIC, VGGSound, AudioCaps)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run folder: config, logs, checkpoints; resumed when present (default: the study's cache, by config hash)",
+    )
+    p.add_argument(
+        "--data-root", default=None, help="where corpora are rendered/cached (default: $WEAKSEP_CACHE or ./.cache)"
+    )
+    p.add_argument(
+        "--manifests", default=None, help="a folder of manifests or a dataset root (MUSIC, VGGSound, AudioCaps)"
+    )
     p.add_argument("--clap", default=None, choices=["proxy", "laion"], help="CLAP backend (default: the profile's)")
-    p.add_argument("--clap-checkpoint", default=None, help="CLAP checkpoint; the default CLAP is pretrained when absent")
-    p.add_argument("--tokenizer-dir", default=None, help="laion only: folder with roberta-base vocab.json and merges.txt")
+    p.add_argument(
+        "--clap-checkpoint", default=None, help="CLAP checkpoint; the default CLAP is pretrained when absent"
+    )
+    p.add_argument(
+        "--tokenizer-dir", default=None, help="laion only: folder with roberta-base vocab.json and merges.txt"
+    )
     p.add_argument("--steps", type=int, default=None, help="step budget (default: the profile's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and labelled subset (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of initialisation, batches and labelled subset (default 0)"
+    )
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the profile's)")
-    p.add_argument("--label-fraction", type=float, default=None,
-                   help="labelled share of training clips (sup default 1, semi default the profile's)")
+    p.add_argument(
+        "--label-fraction",
+        type=float,
+        default=None,
+        help="labelled share of training clips (sup default 1, semi default the profile's)",
+    )
     p.add_argument("--contrastive-weight", type=float, default=None, help="weight of the contrastive term (paper 0.5)")
     p.add_argument("--no-consistency", action="store_true", help="weak/semi: leave out the consistency term (ablation)")
     p.add_argument("--no-contrastive", action="store_true", help="weak/semi: leave out the contrastive term (ablation)")
-    p.add_argument("--mixture-text", choices=MIXTURE_TEXTS, default=None,
-                   help="query of a sub-mixture: its caption as a 'sentence' (paper, default) or 'entity_mean'")
-    p.add_argument("--sup-input", choices=SUP_INPUTS, default=None,
-                   help="sup/semi: a labelled example is one N-source 'mixture' (default) or a 'mixture_of_mixtures'")
-    p.add_argument("--text-norm", choices=TEXT_NORMS, default=None,
-                   help="text normalisation: fixed 'vocabulary' statistics (default) or 'batch' (BatchNorm, ablation)")
-    p.add_argument("--no-validate", action="store_true",
-                   help="no validation at checkpoints (no early stop; the last weights are the model)")
+    p.add_argument(
+        "--mixture-text",
+        choices=MIXTURE_TEXTS,
+        default=None,
+        help="query of a sub-mixture: its caption as a 'sentence' (paper, default) or 'entity_mean'",
+    )
+    p.add_argument(
+        "--sup-input",
+        choices=SUP_INPUTS,
+        default=None,
+        help="sup/semi: a labelled example is one N-source 'mixture' (default) or a 'mixture_of_mixtures'",
+    )
+    p.add_argument(
+        "--text-norm",
+        choices=TEXT_NORMS,
+        default=None,
+        help="text normalisation: fixed 'vocabulary' statistics (default) or 'batch' (BatchNorm, ablation)",
+    )
+    p.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="no validation at checkpoints (no early stop; the last weights are the model)",
+    )
     p.add_argument("--snapshots", action="store_true", help="keep the model of every checkpoint (training curves)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="build the model and print its size, FLOPs per step, activation memory and the expected "
-                        "hours of the profile's training on a GPU; train nothing")
-    p.add_argument("--gpu-tflops", type=float, default=None,
-                   help="dry run: sustained GPU throughput in TFLOP/s to assume (default: weaksep.dry_run's)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build the model and print its size, FLOPs per step, activation memory and the expected "
+        "hours of the profile's training on a GPU; train nothing",
+    )
+    p.add_argument(
+        "--gpu-tflops",
+        type=float,
+        default=None,
+        help="dry run: sustained GPU throughput in TFLOP/s to assume (default: weaksep.dry_run's)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_train)
 
@@ -158,10 +269,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from .study import Study
 
-    overrides = {k: v for k, v in {"steps": args.steps, "label_fraction": args.label_fraction,
-                                   "contrastive_weight": args.contrastive_weight, "lr": args.lr,
-                                   "mixture_text": args.mixture_text, "sup_input": args.sup_input,
-                                   "text_norm": args.text_norm}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "steps": args.steps,
+            "label_fraction": args.label_fraction,
+            "contrastive_weight": args.contrastive_weight,
+            "lr": args.lr,
+            "mixture_text": args.mixture_text,
+            "sup_input": args.sup_input,
+            "text_norm": args.text_norm,
+        }.items()
+        if v is not None
+    }
     if args.no_consistency:
         overrides["consistency"] = False
     if args.no_contrastive:
@@ -173,11 +293,24 @@ def _run_train(args: argparse.Namespace) -> int:
             kw = {} if args.gpu_tflops is None else {"gpu_tflops": args.gpu_tflops}
             print(format_dry_run(dry_run(args.profile or "paper", args.regime, args.sources, **kw)))
             return 0
-        study = Study(args.profile, data_root=args.data_root, clap_backend=args.clap, manifests=args.manifests,
-                      clap_checkpoint=args.clap_checkpoint, tokenizer_dir=args.tokenizer_dir,
-                      progress=not args.no_progress)
-        path = study.train(args.regime, args.sources, seed=args.seed, out_dir=args.out, snapshots=args.snapshots,
-                           validate=not args.no_validate, **overrides)
+        study = Study(
+            args.profile,
+            data_root=args.data_root,
+            clap_backend=args.clap,
+            manifests=args.manifests,
+            clap_checkpoint=args.clap_checkpoint,
+            tokenizer_dir=args.tokenizer_dir,
+            progress=not args.no_progress,
+        )
+        path = study.train(
+            args.regime,
+            args.sources,
+            seed=args.seed,
+            out_dir=args.out,
+            snapshots=args.snapshots,
+            validate=not args.no_validate,
+            **overrides,
+        )
     except (ValueError, FileNotFoundError) as e:  # e.g. --out holding another config's run
         raise CliError(str(e)) from e
     print(f"model: {path}")
@@ -187,25 +320,49 @@ def _run_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- evaluate
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "evaluate", help="score one checkpoint on the study's saved test mixtures",
+        "evaluate",
+        help="score one checkpoint on the study's saved test mixtures",
         description="Separate every source of the study's fixed N-source test (or validation) mixtures with "
-                    "the checkpoint, each queried by its class name, and print the mean SDR (bss_eval, as "
-                    "mir_eval), SDR improvement over the mixture and SI-SDR over all queries, for the model "
-                    "and for the unprocessed mixture.")
+        "the checkpoint, each queried by its class name, and print the mean SDR (bss_eval, as "
+        "mir_eval), SDR improvement over the mixture and SI-SDR over all queries, for the model "
+        "and for the unprocessed mixture.",
+    )
     p.add_argument("--checkpoint", "-c", required=True, metavar="CKPT", help="separator checkpoint to evaluate")
     p.add_argument("--sources", "-n", type=int, required=True, metavar="N", help="sources per test mixture (1-4)")
-    p.add_argument("--profile", default=None, choices=["smoke", "quick", "paper"],
-                   help="profile of the test mixtures (default: the checkpoint's)")
-    p.add_argument("--split", default="test", choices=["test", "val"], help="which saved mixtures: test (default) or val")
+    p.add_argument(
+        "--profile",
+        default=None,
+        choices=["smoke", "quick", "paper"],
+        help="profile of the test mixtures (default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--split", default="test", choices=["test", "val"], help="which saved mixtures: test (default) or val"
+    )
     p.add_argument("-o", "--out", default=None, metavar="CSV", help="also write the per-query rows to this CSV")
-    p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="where corpora and test sets are cached (default: $WEAKSEP_CACHE or ./.cache)")
-    p.add_argument("--manifests", default=None, metavar="DIR",
-                   help="folder with train.csv / test.csv (path,label) of a real dataset instead of the rendered corpora")
-    p.add_argument("--clap-checkpoint", default=None, metavar="FILE",
-                   help="the CLAP the separator was trained with (default: the one its run config names)")
-    p.add_argument("--tokenizer-dir", default=None, metavar="DIR",
-                   help="laion CLAP only: folder with roberta-base's vocab.json and merges.txt")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        metavar="DIR",
+        help="where corpora and test sets are cached (default: $WEAKSEP_CACHE or ./.cache)",
+    )
+    p.add_argument(
+        "--manifests",
+        default=None,
+        metavar="DIR",
+        help="folder with train.csv / test.csv (path,label) of a real dataset instead of the rendered corpora",
+    )
+    p.add_argument(
+        "--clap-checkpoint",
+        default=None,
+        metavar="FILE",
+        help="the CLAP the separator was trained with (default: the one its run config names)",
+    )
+    p.add_argument(
+        "--tokenizer-dir",
+        default=None,
+        metavar="DIR",
+        help="laion CLAP only: folder with roberta-base's vocab.json and merges.txt",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=_run_evaluate)
 
@@ -226,19 +383,29 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from e
     differ = [k for k in ("sample_rate", "clip_samples", "n_fft", "hop") if saved.get(k) != getattr(profile, k)]
     if differ:
-        raise CliError(f"checkpoint {args.checkpoint} was trained at another scale than profile {profile.name!r}: "
-                       + ", ".join(f"{k} {saved.get(k)} vs {getattr(profile, k)}" for k in differ))
+        raise CliError(
+            f"checkpoint {args.checkpoint} was trained at another scale than profile {profile.name!r}: "
+            + ", ".join(f"{k} {saved.get(k)} vs {getattr(profile, k)}" for k in differ)
+        )
     try:
-        study = Study(profile, data_root=args.data_root, manifests=args.manifests,
-                      clap_backend=sep.run_config.get("clap", {}).get("backend"), clap_checkpoint=sep.clap_path,
-                      tokenizer_dir=args.tokenizer_dir, progress=not args.no_progress)
+        study = Study(
+            profile,
+            data_root=args.data_root,
+            manifests=args.manifests,
+            clap_backend=sep.run_config.get("clap", {}).get("backend"),
+            clap_checkpoint=sep.clap_path,
+            tokenizer_dir=args.tokenizer_dir,
+            progress=not args.no_progress,
+        )
     except (ValueError, FileNotFoundError) as e:
         raise CliError(str(e)) from e
     rows = study.evaluate({"model": sep.path}, args.sources, args.split)
     means = rows.groupby("run")[["sdr", "sdri", "si_sdr"]].mean().reindex(["model", "mixture"])
     n_queries = int((rows["run"] == "model").sum())
-    print(f"{sep.path} on {n_queries} queries of the {profile.name} {args.split} mixtures, N = {args.sources} "
-          f"(mean over queries, dB):")
+    print(
+        f"{sep.path} on {n_queries} queries of the {profile.name} {args.split} mixtures, N = {args.sources} "
+        f"(mean over queries, dB):"
+    )
     print(means.rename(columns={"sdr": "SDR", "sdri": "SDRi", "si_sdr": "SI-SDR"}).round(2).to_string())
     if args.out:
         atomic_write_text(args.out, rows.to_csv(index=False))
@@ -249,8 +416,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Text-queried audio source separation (weakly-supervised, Mahmud et al. ICLR 2024): "
-                               "separate your own audio, train a separator, evaluate one.")
+        prog=PROG,
+        description="Text-queried audio source separation (weakly-supervised, Mahmud et al. ICLR 2024): "
+        "separate your own audio, train a separator, evaluate one.",
+    )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"weaksep {__version__}")
@@ -272,8 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         with warnings.catch_warnings():  # our warnings (e.g. another CLAP file) in one line too
-            warnings.showwarning = lambda msg, *a, **k: print(f"{PROG}: warning: {_one_line(str(msg))}",
-                                                              file=sys.stderr)
+            warnings.showwarning = lambda msg, *a, **k: print(
+                f"{PROG}: warning: {_one_line(str(msg))}", file=sys.stderr
+            )
             return args.run(args)
     except CliError as e:
         return _fail(str(e))

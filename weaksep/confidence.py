@@ -30,6 +30,7 @@ CLAP file and is only used with it (its sha256 is stored beside it).
 ``results/confidence.json`` (``results/<profile>/confidence.json`` for the other
 profiles), which ``weaksep separate`` reads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,16 +88,18 @@ def cut_windows(signals: Tensor, window: int) -> Tensor:
     length = signals.shape[-1]
     if length < window:
         return signals.repeat(1, math.ceil(window / length))[:, None, :window]
-    return torch.stack([signals[:, s:s + window] for s in window_starts(length, window)], dim=1)
+    return torch.stack([signals[:, s : s + window] for s in window_starts(length, window)], dim=1)
 
 
 @torch.no_grad()
-def embed_windows(clap: "ClapBackend", windows: Tensor, sample_rate: int, batch_size: int = EMBED_BATCH) -> Tensor:
+def embed_windows(clap: ClapBackend, windows: Tensor, sample_rate: int, batch_size: int = EMBED_BATCH) -> Tensor:
     """(..., window) waveforms at ``sample_rate`` Hz -> (..., D) L2-normalised CLAP audio embeddings."""
     flat = windows.reshape(-1, windows.shape[-1]).float()
     device = clap._device()
-    out = [clap.embed_audio(flat[i:i + batch_size].to(device), sample_rate).cpu()
-           for i in range(0, flat.shape[0], batch_size)]
+    out = [
+        clap.embed_audio(flat[i : i + batch_size].to(device), sample_rate).cpu()
+        for i in range(0, flat.shape[0], batch_size)
+    ]
     return torch.cat(out).reshape(*windows.shape[:-1], -1)
 
 
@@ -106,8 +109,16 @@ def _mono(x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def confidence_scores(clap: "ClapBackend", mixture: Tensor, estimates: Tensor, sample_rate: int,
-                      prompts: Sequence[str], window: int, *, template: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def confidence_scores(
+    clap: ClapBackend,
+    mixture: Tensor,
+    estimates: Tensor,
+    sample_rate: int,
+    prompts: Sequence[str],
+    window: int,
+    *,
+    template: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """CLAP similarity of each estimate to its prompt and of the mixture to each prompt.
 
     Args:
@@ -124,8 +135,10 @@ def confidence_scores(clap: "ClapBackend", mixture: Tensor, estimates: Tensor, s
         silent (all windows if it is silent throughout).
     """
     if mixture.dim() != 2 or estimates.dim() != 3 or estimates.shape[1:] != mixture.shape:
-        raise ValueError(f"expected a (C, T) mixture and (P, C, T) estimates, got {tuple(mixture.shape)} and "
-                         f"{tuple(estimates.shape)}")
+        raise ValueError(
+            f"expected a (C, T) mixture and (P, C, T) estimates, got {tuple(mixture.shape)} and "
+            f"{tuple(estimates.shape)}"
+        )
     if estimates.shape[0] != len(prompts):
         raise ValueError(f"{estimates.shape[0]} estimates for {len(prompts)} prompts")
     mix_windows = cut_windows(_mono(mixture)[None], window)[0]  # (W, window)
@@ -142,8 +155,9 @@ def confidence_scores(clap: "ClapBackend", mixture: Tensor, estimates: Tensor, s
 
 
 # --------------------------------------------------------------------------- the threshold
-def prompt_score_table(study: "Study", sources: Sequence[int] = DEFAULT_SOURCES, split: str = "test",
-                       corpus: str = "instruments") -> pd.DataFrame:
+def prompt_score_table(
+    study: Study, sources: Sequence[int] = DEFAULT_SOURCES, split: str = "test", corpus: str = "instruments"
+) -> pd.DataFrame:
     """The CLAP similarity of every saved mixture of ``split`` to the prompt of every class.
 
     Returns one row per (mixture, class): ``split``, ``n_sources``, ``mixture``
@@ -159,13 +173,22 @@ def prompt_score_table(study: "Study", sources: Sequence[int] = DEFAULT_SOURCES,
     rows = []
     for n in sources:
         mix = study.testset(int(n), split, corpus)
-        emb = embed_windows(clap, cut_windows(mix.mixtures, study.profile.clip_samples),
-                            study.profile.sample_rate)  # (M, W, D)
+        emb = embed_windows(
+            clap, cut_windows(mix.mixtures, study.profile.clip_samples), study.profile.sample_rate
+        )  # (M, W, D)
         sims = torch.einsum("mwd,kd->mk", emb, text) / emb.shape[1]  # mean over windows (one here)
         for m, labels in enumerate(mix.labels):
             for k, c in enumerate(classes):
-                rows.append({"split": split, "n_sources": int(n), "mixture": m, "prompt": c,
-                             "present": c in labels, "score": float(sims[m, k])})
+                rows.append(
+                    {
+                        "split": split,
+                        "n_sources": int(n),
+                        "mixture": m,
+                        "prompt": c,
+                        "present": c in labels,
+                        "score": float(sims[m, k]),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -179,17 +202,29 @@ def warning_rates(table: pd.DataFrame, threshold: float) -> dict[str, Any]:
     absent = table.loc[~table["present"], "score"].to_numpy()
     if present.size == 0 or absent.size == 0:
         raise ValueError(f"need present and absent prompts, got {present.size} and {absent.size}")
-    auc = float(((present[:, None] > absent[None]).sum() + 0.5 * (present[:, None] == absent[None]).sum())
-                / (present.size * absent.size))
-    return {"n_present": int(present.size), "n_absent": int(absent.size),
-            "warn_rate_present": float((present < threshold).mean()),
-            "warn_rate_absent": float((absent < threshold).mean()),
-            "median_present": float(np.median(present)), "median_absent": float(np.median(absent)), "auc": auc}
+    auc = float(
+        ((present[:, None] > absent[None]).sum() + 0.5 * (present[:, None] == absent[None]).sum())
+        / (present.size * absent.size)
+    )
+    return {
+        "n_present": int(present.size),
+        "n_absent": int(absent.size),
+        "warn_rate_present": float((present < threshold).mean()),
+        "warn_rate_absent": float((absent < threshold).mean()),
+        "median_present": float(np.median(present)),
+        "median_absent": float(np.median(absent)),
+        "auc": auc,
+    }
 
 
-def measure_threshold(study: "Study", sources: Sequence[int] = DEFAULT_SOURCES, quantile: float = DEFAULT_QUANTILE,
-                      split: str = "test", heldout_split: str | None = "val",
-                      corpus: str = "instruments") -> dict[str, Any]:
+def measure_threshold(
+    study: Study,
+    sources: Sequence[int] = DEFAULT_SOURCES,
+    quantile: float = DEFAULT_QUANTILE,
+    split: str = "test",
+    heldout_split: str | None = "val",
+    corpus: str = "instruments",
+) -> dict[str, Any]:
     """The absent-sound threshold of the study's CLAP and how often it warns (see the module docstring).
 
     Returns the record :func:`write_confidence` saves: ``threshold``, the
@@ -210,11 +245,14 @@ def measure_threshold(study: "Study", sources: Sequence[int] = DEFAULT_SOURCES, 
         "threshold": threshold,
         "quantile": quantile,
         "rule": f"numpy.quantile(scores of present prompts, {quantile}): the level below which "
-                f"{quantile * 100:g} % of the {split} mixtures' prompts of classes they contain score",
+        f"{quantile * 100:g} % of the {split} mixtures' prompts of classes they contain score",
         "score": "cosine similarity of the CLAP embedding of the mixture (mono, mean over windows of the "
-                 "training clip length) and of the templated prompt",
-        "clap": {"backend": study.clap_backend, "checkpoint": portable_path(study.clap_checkpoint),
-                 "sha256": file_sha256(study.clap_checkpoint)},
+        "training clip length) and of the templated prompt",
+        "clap": {
+            "backend": study.clap_backend,
+            "checkpoint": portable_path(study.clap_checkpoint),
+            "sha256": file_sha256(study.clap_checkpoint),
+        },
         "prompt_template": study.clap().prompt_template,
         "profile": study.profile.to_dict(),
         "corpus": corpus,
@@ -223,8 +261,10 @@ def measure_threshold(study: "Study", sources: Sequence[int] = DEFAULT_SOURCES, 
         "rates": {**warning_rates(table, threshold), "by_sources": by_sources},
     }
     if heldout_split:
-        record["heldout"] = {"split": heldout_split,
-                             **warning_rates(prompt_score_table(study, sources, heldout_split, corpus), threshold)}
+        record["heldout"] = {
+            "split": heldout_split,
+            **warning_rates(prompt_score_table(study, sources, heldout_split, corpus), threshold),
+        }
     return record
 
 
@@ -254,13 +294,16 @@ class ConfidenceThreshold:
         return mixture_score < self.threshold
 
     def explain(self) -> str:
-        return (f"below {self.threshold:.3f}, the level under which {100 * self.warn_rate_present:.0f} % of the "
-                f"present sounds and {100 * self.warn_rate_absent:.0f} % of the absent ones of the study's test "
-                f"mixtures score")
+        return (
+            f"below {self.threshold:.3f}, the level under which {100 * self.warn_rate_present:.0f} % of the "
+            f"present sounds and {100 * self.warn_rate_absent:.0f} % of the absent ones of the study's test "
+            f"mixtures score"
+        )
 
 
-def load_threshold(path: str | Path, clap_path: str | Path, *, required: bool = False
-                   ) -> tuple[ConfidenceThreshold | None, str]:
+def load_threshold(
+    path: str | Path, clap_path: str | Path, *, required: bool = False
+) -> tuple[ConfidenceThreshold | None, str]:
     """The threshold saved at ``path`` if it was measured with the CLAP file ``clap_path``.
 
     Returns the threshold (or ``None``) and a one-line note saying which is in
@@ -278,11 +321,18 @@ def load_threshold(path: str | Path, clap_path: str | Path, *, required: bool = 
             threshold = float(record["threshold"])
             sha = str(record["clap"]["sha256"])
             rates = record["rates"]
-            found = ConfidenceThreshold(threshold, float(record["quantile"]), float(rates["warn_rate_present"]),
-                                        float(rates["warn_rate_absent"]), sha, path)
+            found = ConfidenceThreshold(
+                threshold,
+                float(record["quantile"]),
+                float(rates["warn_rate_present"]),
+                float(rates["warn_rate_absent"]),
+                sha,
+                path,
+            )
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"confidence threshold file {path} is not one written by weaksep.confidence "
-                             f"({type(e).__name__}: {e})") from e
+            raise ValueError(
+                f"confidence threshold file {path} is not one written by weaksep.confidence ({type(e).__name__}: {e})"
+            ) from e
     except (FileNotFoundError, ValueError) as e:
         if required:
             raise
@@ -290,8 +340,10 @@ def load_threshold(path: str | Path, clap_path: str | Path, *, required: bool = 
     actual = file_sha256(clap_path)
     n = min(len(actual), len(found.clap_sha256))
     if actual[:n] != found.clap_sha256[:n]:
-        return None, (f"no absent-sound warnings: {path} was measured for another CLAP (sha256 "
-                      f"{found.clap_sha256}, not {actual} of {clap_path}); {how}")
+        return None, (
+            f"no absent-sound warnings: {path} was measured for another CLAP (sha256 "
+            f"{found.clap_sha256}, not {actual} of {clap_path}); {how}"
+        )
     return found, f"absent-sound warnings when a mixture's CLAP score is {found.explain()} ({path})"
 
 
@@ -301,36 +353,71 @@ def main(argv: list[str] | None = None) -> int:
     from .study import Study
 
     ap = argparse.ArgumentParser(prog="python -m weaksep.confidence", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default=None, choices=["smoke", "quick", "paper"],
-                    help="profile of the study (default: $WEAKSEP_PROFILE, else quick)")
-    ap.add_argument("--sources", type=int, nargs="+", default=list(DEFAULT_SOURCES), metavar="N",
-                    help="test mixtures of these numbers of sources, pooled (default: 2 3 4)")
-    ap.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE,
-                    help="share of present prompts allowed below the threshold (default 0.05)")
-    ap.add_argument("-o", "--out", default=None, metavar="JSON",
-                    help="where to write (default: results/confidence.json, results/<profile>/ for other profiles)")
+    ap.add_argument(
+        "--profile",
+        default=None,
+        choices=["smoke", "quick", "paper"],
+        help="profile of the study (default: $WEAKSEP_PROFILE, else quick)",
+    )
+    ap.add_argument(
+        "--sources",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_SOURCES),
+        metavar="N",
+        help="test mixtures of these numbers of sources, pooled (default: 2 3 4)",
+    )
+    ap.add_argument(
+        "--quantile",
+        type=float,
+        default=DEFAULT_QUANTILE,
+        help="share of present prompts allowed below the threshold (default 0.05)",
+    )
+    ap.add_argument(
+        "-o",
+        "--out",
+        default=None,
+        metavar="JSON",
+        help="where to write (default: results/confidence.json, results/<profile>/ for other profiles)",
+    )
     ap.add_argument("--data-root", default=None, metavar="DIR", help="cache of corpora and test sets")
     ap.add_argument("--clap-backend", default=None, choices=["proxy", "laion"], help="default: the profile's")
-    ap.add_argument("--clap-checkpoint", default=None, metavar="FILE",
-                    help="the CLAP to measure (default: the study's default CLAP, pretrained when absent)")
+    ap.add_argument(
+        "--clap-checkpoint",
+        default=None,
+        metavar="FILE",
+        help="the CLAP to measure (default: the study's default CLAP, pretrained when absent)",
+    )
     ap.add_argument("--tokenizer-dir", default=None, metavar="DIR", help="laion CLAP only: roberta-base tokenizer")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     if any(not 1 <= n <= 4 for n in args.sources):
         ap.error(f"--sources must be within 1..4, got {args.sources}")
-    study = Study(args.profile, data_root=args.data_root, clap_backend=args.clap_backend,
-                  clap_checkpoint=args.clap_checkpoint, tokenizer_dir=args.tokenizer_dir, progress=not args.no_progress)
+    study = Study(
+        args.profile,
+        data_root=args.data_root,
+        clap_backend=args.clap_backend,
+        clap_checkpoint=args.clap_checkpoint,
+        tokenizer_dir=args.tokenizer_dir,
+        progress=not args.no_progress,
+    )
     record = measure_threshold(study, args.sources, args.quantile)
     out = Path(args.out) if args.out else study.results / FILE_NAME
     write_confidence(record, out)
     test, held = record["rates"], record.get("heldout")
-    print(f"CLAP {study.clap_checkpoint} (sha256 {record['clap']['sha256']}), {study.profile.name} test mixtures "
-          f"of {args.sources} sources: threshold {record['threshold']:.4f} ({record['rule']})")
-    print(f"  {record['split']}: warns on {test['warn_rate_present']:.1%} of {test['n_present']} present prompts and "
-          f"{test['warn_rate_absent']:.1%} of {test['n_absent']} absent ones (AUC {test['auc']:.3f})")
+    print(
+        f"CLAP {study.clap_checkpoint} (sha256 {record['clap']['sha256']}), {study.profile.name} test mixtures "
+        f"of {args.sources} sources: threshold {record['threshold']:.4f} ({record['rule']})"
+    )
+    print(
+        f"  {record['split']}: warns on {test['warn_rate_present']:.1%} of {test['n_present']} present prompts and "
+        f"{test['warn_rate_absent']:.1%} of {test['n_absent']} absent ones (AUC {test['auc']:.3f})"
+    )
     if held:
-        print(f"  {held['split']} (held out): warns on {held['warn_rate_present']:.1%} of present prompts and "
-              f"{held['warn_rate_absent']:.1%} of absent ones (AUC {held['auc']:.3f})")
+        print(
+            f"  {held['split']} (held out): warns on {held['warn_rate_present']:.1%} of present prompts and "
+            f"{held['warn_rate_absent']:.1%} of absent ones (AUC {held['auc']:.3f})"
+        )
     print(f"written to {out}")
     return 0
 

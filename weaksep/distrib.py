@@ -4,6 +4,7 @@ Under ``torchrun --nproc_per_node K`` every process trains on its share of
 each batch and gradients are averaged (NCCL on GPUs, gloo on CPUs, which is
 how the tests exercise this path on a machine without a GPU).
 """
+
 from __future__ import annotations
 
 import os
@@ -44,7 +45,9 @@ def wrap_model(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
     """``model`` itself on one process, in DistributedDataParallel on several."""
     if rt.world_size == 1:
         return model
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+    )
 
 
 def mean_over_processes(values: dict[str, float], rt: Runtime) -> dict[str, float]:

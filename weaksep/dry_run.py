@@ -15,6 +15,7 @@ It then scales them to the profile's global batch and step count and turns
 FLOPs into hours at a stated sustained GPU throughput. Measured FLOPs do not
 depend on the machine; the hours are only as good as the throughput assumed.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -81,21 +82,40 @@ def _htsat_audio_tower() -> torch.nn.Module | None:
         from .clap import laion
     except ImportError:
         return None
-    text_config = RobertaConfig(vocab_size=100, hidden_size=768, num_hidden_layers=1, num_attention_heads=12,
-                                intermediate_size=768, max_position_embeddings=80)
+    text_config = RobertaConfig(
+        vocab_size=100,
+        hidden_size=768,
+        num_hidden_layers=1,
+        num_attention_heads=12,
+        intermediate_size=768,
+        max_position_embeddings=80,
+    )
     model = laion.build_clap_model("HTSAT-base", False, "None", text_config)
     return model
 
 
-def dry_run(profile_name: str = "paper", regime: str = "weak", n_sources: int = 2,
-            gpu_tflops: float = DEFAULT_GPU_TFLOPS, gpus: int = DEFAULT_GPUS) -> DryRun:
+def dry_run(
+    profile_name: str = "paper",
+    regime: str = "weak",
+    n_sources: int = 2,
+    gpu_tflops: float = DEFAULT_GPU_TFLOPS,
+    gpus: int = DEFAULT_GPUS,
+) -> DryRun:
     """Measure one example of a ``regime`` step at ``profile_name``'s size (see the module docstring)."""
     p = get_profile(profile_name)
     text_dim = 512 if p.clap_backend == "laion" else 384
     state_dim = 768 if p.clap_backend == "laion" else 384
-    cfg = SeparatorConfig(n_fft=p.n_fft, hop=p.hop, channels=tuple(p.unet_channels), text_dim=text_dim,
-                          text_state_dim=state_dim, conditioning=p.conditioning, cond_levels=p.cond_levels,
-                          head_channels=p.head_channels, text_norm="vocabulary")
+    cfg = SeparatorConfig(
+        n_fft=p.n_fft,
+        hop=p.hop,
+        channels=tuple(p.unet_channels),
+        text_dim=text_dim,
+        text_state_dim=state_dim,
+        conditioning=p.conditioning,
+        cond_levels=p.cond_levels,
+        head_channels=p.head_channels,
+        text_norm="vocabulary",
+    )
     model = Separator(cfg)
     q = _queries(regime, n_sources)
     wav = torch.randn(1, p.clip_samples)
@@ -134,26 +154,37 @@ def dry_run(profile_name: str = "paper", regime: str = "weak", n_sources: int = 
     step_flops = per_example * p.batch_size
     hours = step_flops * p.steps / (gpu_tflops * 1e12 * gpus) / 3600
     return DryRun(
-        profile=p.name, regime=regime, n_sources=n_sources, parameters=sum(x.numel() for x in model.parameters()),
-        queries_per_example=q, separator_gflop_per_example=sep_flops / 1e9, clap_gflop_per_example=clap_flops / 1e9,
-        gflop_per_step=step_flops / 1e9, activation_gb_per_example=(sep_bytes + clap_bytes) / 2**30,
-        batch_size=p.batch_size, steps=p.steps, gpus=gpus, gpu_tflops=gpu_tflops, hours=hours,
+        profile=p.name,
+        regime=regime,
+        n_sources=n_sources,
+        parameters=sum(x.numel() for x in model.parameters()),
+        queries_per_example=q,
+        separator_gflop_per_example=sep_flops / 1e9,
+        clap_gflop_per_example=clap_flops / 1e9,
+        gflop_per_step=step_flops / 1e9,
+        activation_gb_per_example=(sep_bytes + clap_bytes) / 2**30,
+        batch_size=p.batch_size,
+        steps=p.steps,
+        gpus=gpus,
+        gpu_tflops=gpu_tflops,
+        hours=hours,
     )
 
 
 def format_dry_run(d: DryRun) -> str:
     """The dry run as the lines ``weaksep train --dry-run`` prints."""
-    return "\n".join([
-        f"dry run: profile {d.profile}, regime {d.regime}, N = {d.n_sources} (nothing trained)",
-        f"  separator parameters          {d.parameters / 1e6:10.2f} M",
-        f"  queries per example           {d.queries_per_example:10d}",
-        f"  FLOPs per example, fwd + bwd  {d.separator_gflop_per_example:10.1f} G separator "
-        f"+ {d.clap_gflop_per_example:.1f} G CLAP audio tower",
-        f"  FLOPs per step (batch {d.batch_size:3d})    {d.gflop_per_step / 1e3:10.2f} T",
-        f"  activation memory per example {d.activation_gb_per_example:10.2f} GB (tensors saved for backward, fp32)",
-        f"  {d.steps} steps at {d.gpu_tflops:g} TFLOP/s sustained on each of {d.gpus} GPUs: "
-        f"{d.hours:.1f} h",
-    ])
+    return "\n".join(
+        [
+            f"dry run: profile {d.profile}, regime {d.regime}, N = {d.n_sources} (nothing trained)",
+            f"  separator parameters          {d.parameters / 1e6:10.2f} M",
+            f"  queries per example           {d.queries_per_example:10d}",
+            f"  FLOPs per example, fwd + bwd  {d.separator_gflop_per_example:10.1f} G separator "
+            f"+ {d.clap_gflop_per_example:.1f} G CLAP audio tower",
+            f"  FLOPs per step (batch {d.batch_size:3d})    {d.gflop_per_step / 1e3:10.2f} T",
+            f"  activation memory per example {d.activation_gb_per_example:10.2f} GB (tensors saved for backward, fp32)",
+            f"  {d.steps} steps at {d.gpu_tflops:g} TFLOP/s sustained on each of {d.gpus} GPUs: {d.hours:.1f} h",
+        ]
+    )
 
 
 def as_dict(d: DryRun) -> dict[str, Any]:

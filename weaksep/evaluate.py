@@ -8,6 +8,7 @@ unprocessed mixture is scored too, as run ``mixture``, and so are the clean
 sources, as run ``clean``, for their CLAP columns only (their bss_eval is
 perfect by definition and left empty).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -41,8 +42,14 @@ def separate_testset(model: Separator, clap: ClapBackend, testset: Mixture, batc
     return torch.cat(outs)
 
 
-def evaluate_separators(models: Mapping[str, Separator], clap: ClapBackend, testset: Mixture, sample_rate: int,
-                        batch_size: int = 16, with_clean: bool = False) -> pd.DataFrame:
+def evaluate_separators(
+    models: Mapping[str, Separator],
+    clap: ClapBackend,
+    testset: Mixture,
+    sample_rate: int,
+    batch_size: int = 16,
+    with_clean: bool = False,
+) -> pd.DataFrame:
     """One row per run and query; runs are the keys of ``models`` plus ``"mixture"``.
 
     Columns: run, item, query, entity, sdr, sir, sar, sdri, si_sdr (dB),

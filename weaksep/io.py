@@ -1,4 +1,5 @@
 """Atomic file writes: a crash never leaves a half-written result or checkpoint."""
+
 from __future__ import annotations
 
 import io
@@ -46,4 +47,6 @@ def safe_torch_load(path: str | Path, what: str = "file") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        raise ValueError(f"{what} {path} is not a readable torch file saved by weaksep ({type(e).__name__}: {e})") from e
+        raise ValueError(
+            f"{what} {path} is not a readable torch file saved by weaksep ({type(e).__name__}: {e})"
+        ) from e

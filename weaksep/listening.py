@@ -8,6 +8,7 @@ removes a sound is heard doing so) and figures are re-encoded with a
 64-colour palette, about a quarter of the size, for display only: the PNG on
 disk is untouched.
 """
+
 from __future__ import annotations
 
 import base64
@@ -40,8 +41,10 @@ def players_html(named: Mapping[str, torch.Tensor | np.ndarray], sample_rate: in
     cells = []
     for name, wav in named.items():
         data, mime = encoded_audio(wav[..., :n], sample_rate)
-        cells.append(f"<td style='text-align:center'>{html.escape(str(name))}<br><audio controls preload='none' "
-                     f"src='data:{mime};base64,{base64.b64encode(data).decode('ascii')}'></audio></td>")
+        cells.append(
+            f"<td style='text-align:center'>{html.escape(str(name))}<br><audio controls preload='none' "
+            f"src='data:{mime};base64,{base64.b64encode(data).decode('ascii')}'></audio></td>"
+        )
     return f"<table><tr>{''.join(cells)}</tr></table>"
 
 

@@ -6,6 +6,7 @@ Every reconstruction term is an L1 distance weighted by
 ``clamp(log1p(|reference|), 1e-3, 10)``, as in the authors' code, so that
 loud time-frequency cells count more than near-silent ones.
 """
+
 from __future__ import annotations
 
 import torch

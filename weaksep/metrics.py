@@ -31,6 +31,7 @@ references only; :func:`evaluate_regimes` scores every regime's estimates and
 the mixture baseline of one test mixture with a single solve (about 0.3 s for
 N = 2 and 1 s for N = 4 on 2 CPU cores, whatever the number of regimes).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -58,11 +59,23 @@ SILENT_FLOOR_DB = -30.0
 
 METRICS = ("sdr", "sir", "sar", "sdri", "si_sdr", "clap_sim")
 TABLE_COLUMNS = (
-    "table", "n_sources", "regime", "label_fraction", "metric",
-    "mean", "ci95", "median", "n_queries", "n_seeds", "ci_low", "ci_high", "profile",
+    "table",
+    "n_sources",
+    "regime",
+    "label_fraction",
+    "metric",
+    "mean",
+    "ci95",
+    "median",
+    "n_queries",
+    "n_seeds",
+    "ci_low",
+    "ci_high",
+    "profile",
 )
 MIXTURE = "mixture"  # regime name of the unprocessed-mixture baseline
 REGIME_ORDER = (MIXTURE, "unsup", "weak", "sup", "semi")
+
 
 # --------------------------------------------------------------------------
 # per-query metrics
@@ -86,9 +99,7 @@ def _check_pair(references: Any, estimates: Any) -> tuple[np.ndarray, np.ndarray
     ref = _as_2d_float64(references, "references")
     est = _as_2d_float64(estimates, "estimates")
     if ref.shape != est.shape:
-        raise ValueError(
-            f"references and estimates must have the same shape (N, T), got {ref.shape} and {est.shape}"
-        )
+        raise ValueError(f"references and estimates must have the same shape (N, T), got {ref.shape} and {est.shape}")
     silent = np.flatnonzero(np.max(np.abs(ref), axis=1) <= SILENCE_PEAK)
     if silent.size:
         raise ValueError(
@@ -349,7 +360,7 @@ def mixture_baseline_rows(query_rows: Sequence[dict[str, Any]]) -> list[dict[str
 
 @torch.no_grad()
 def clap_similarity(
-    backend: "ClapBackend", estimates: torch.Tensor, entities: Sequence[str], sample_rate: int
+    backend: ClapBackend, estimates: torch.Tensor, entities: Sequence[str], sample_rate: int
 ) -> np.ndarray:
     """Reference-free score: cosine similarity of CLAP(estimate) and CLAP("The sound of <entity>").
 
@@ -365,7 +376,7 @@ def clap_similarity(
 
 @torch.no_grad()
 def clap_scores(
-    backend: "ClapBackend", estimates: torch.Tensor, entities: Sequence[str], classes: Sequence[str], sample_rate: int
+    backend: ClapBackend, estimates: torch.Tensor, entities: Sequence[str], classes: Sequence[str], sample_rate: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """CLAP similarity to the prompt and whether the CLAP names the prompt's entity.
 
@@ -400,7 +411,7 @@ def ci95_halfwidth(values: np.ndarray) -> float:
     """Half-width of the 95 % Student-t confidence interval of the mean (NaN for n < 2)."""
     values = np.asarray(values, dtype=np.float64)
     n = values.size
-    if n < 2:
+    if n < 2 or not np.isfinite(values).all():  # e.g. the mixture's SAR, +inf by definition
         return float("nan")
     return float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
 
@@ -456,7 +467,9 @@ def aggregate(rows: pd.DataFrame, by: list[str], metrics: Sequence[str]) -> pd.D
                 interval = mean_interval(group[group[metric].notna()], metric)
                 row.update(ci_low=interval["ci_low"], ci_high=interval["ci_high"])
             out.append(row)
-    return pd.DataFrame(out, columns=[*by, "metric", "mean", "ci95", "median", "n_queries", "n_seeds", "ci_low", "ci_high"])
+    return pd.DataFrame(
+        out, columns=[*by, "metric", "mean", "ci95", "median", "n_queries", "n_seeds", "ci_low", "ci_high"]
+    )
 
 
 def _regime_rank(regime: str) -> int:
@@ -481,7 +494,9 @@ def summarise_table(query_rows: pd.DataFrame, table: str, profile: str) -> pd.Da
     required = ["regime", "n_sources", "label_fraction", "sdr", "sir", "sar", "sdri", "si_sdr"]
     missing = [c for c in required if c not in query_rows.columns]
     if missing:
-        raise ValueError(f"query rows of table {table!r} lack column(s) {missing}; they have {list(query_rows.columns)}")
+        raise ValueError(
+            f"query rows of table {table!r} lack column(s) {missing}; they have {list(query_rows.columns)}"
+        )
     metrics = [m for m in METRICS if m in query_rows.columns]
     rows = query_rows.copy()
     rows["label_fraction"] = rows["label_fraction"].astype(np.float64)

@@ -15,6 +15,7 @@ Text enters in two places, as in the paper:
 With ``"head"`` the U-Net runs once per mixture and each extra query costs only
 the head; with deep conditioning the decoder runs once per query.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -53,7 +54,7 @@ class SeparatorConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SeparatorConfig":
+    def from_dict(cls, d: dict) -> SeparatorConfig:
         d = dict(d)
         d["channels"] = tuple(d["channels"])
         return cls(**d)
@@ -185,8 +186,10 @@ class TextConditionedUNet(nn.Module):
             skips.append(h)
         conditioned = len(self.cond) > 0
         if conditioned:  # the decoder runs once per query
+
             def rep(t: Tensor) -> Tensor:
                 return t.repeat_interleave(q, dim=0)
+
             skips = [rep(s) for s in skips]
             h = skips[-1]
             text_flat = text.reshape(b * q, -1)
@@ -234,7 +237,9 @@ class Separator(nn.Module):
         masks = self.masks_from_spec(spec, text, states, mask)
         return masks, spec
 
-    def masks_from_spec(self, spec: Tensor, text: Tensor, states: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+    def masks_from_spec(
+        self, spec: Tensor, text: Tensor, states: Tensor | None = None, mask: Tensor | None = None
+    ) -> Tensor:
         """Complex STFT (B, F, frames) and queries -> masks (B, Q, F, frames) in [0, 1]."""
         _, n_freq, n_frames = spec.shape
         text = self.text_norm(text.reshape(-1, text.shape[-1])).reshape(text.shape)
@@ -263,7 +268,9 @@ class Separator(nn.Module):
         return self.stft.inverse(masks.to(spec.real.dtype) * spec.unsqueeze(1), length)
 
     @torch.no_grad()
-    def separate(self, mixture: Tensor, text: Tensor, states: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+    def separate(
+        self, mixture: Tensor, text: Tensor, states: Tensor | None = None, mask: Tensor | None = None
+    ) -> Tensor:
         """mixture (B, T), text (B, Q, D) -> estimated waveforms (B, Q, T)."""
         masks, spec = self(mixture, text, states, mask)
         return self.estimates(masks, spec, mixture.shape[-1])

@@ -3,11 +3,13 @@
 Kept here, not in the notebooks, so that notebooks only orchestrate and
 ``make figures`` can redraw without them.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -17,8 +19,15 @@ from .runs import run_label
 from .study import Study
 
 
-def open_study(profile: str | None = None, *, data: str | Path | None = None, clap_checkpoint: str | Path | None = None,
-               tokenizer_dir: str | Path | None = None, clap_backend: str | None = None, **overrides: Any) -> Study:
+def open_study(
+    profile: str | None = None,
+    *,
+    data: str | Path | None = None,
+    clap_checkpoint: str | Path | None = None,
+    tokenizer_dir: str | Path | None = None,
+    clap_backend: str | None = None,
+    **overrides: Any,
+) -> Study:
     """The study of a notebook's parameters cell, and one line saying what it runs on.
 
     ``data`` is a folder of manifests (``train.csv``, ``val.csv``, ``test.csv``)
@@ -33,11 +42,19 @@ def open_study(profile: str | None = None, *, data: str | Path | None = None, cl
 
         key = hashlib.sha256(str(Path(data).resolve()).encode()).hexdigest()[:12]
         manifests = prepare_data(data, default_cache() / "manifests" / key, skip_bad=True)
-    study = Study(profile, manifests=manifests, clap_checkpoint=clap_checkpoint, tokenizer_dir=tokenizer_dir,
-                  clap_backend=clap_backend, **overrides)
+    study = Study(
+        profile,
+        manifests=manifests,
+        clap_checkpoint=clap_checkpoint,
+        tokenizer_dir=tokenizer_dir,
+        clap_backend=clap_backend,
+        **overrides,
+    )
     p = study.profile
-    print(f"profile {p.name}: {p.sample_rate} Hz, {p.clip_seconds:.2f} s clips, a budget of {p.steps} steps per run, "
-          f"seeds {list(p.seeds)}; data: {study.data_name()}; CLAP: {study.clap_backend}; results -> {study.results}")
+    print(
+        f"profile {p.name}: {p.sample_rate} Hz, {p.clip_seconds:.2f} s clips, a budget of {p.steps} steps per run, "
+        f"seeds {list(p.seeds)}; data: {study.data_name()}; CLAP: {study.clap_backend}; results -> {study.results}"
+    )
     return study
 
 
@@ -47,9 +64,15 @@ def _export_name(label: str, n_sources: int, seed: int, corpus: str) -> str:
     return name + ("" if seed == 0 else f"_s{seed}")
 
 
-def train_and_evaluate(study: Study, name: str, table: str, n_sources: int, runs: dict[str, dict[str, Any]],
-                       seeds: Sequence[int] | None = None, corpus: str = "instruments",
-                       ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Path]]:
+def train_and_evaluate(
+    study: Study,
+    name: str,
+    table: str,
+    n_sources: int,
+    runs: dict[str, dict[str, Any]],
+    seeds: Sequence[int] | None = None,
+    corpus: str = "instruments",
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Path]]:
     """Train every run of a table for every seed, evaluate it on the saved N-source test mixtures, write the table.
 
     ``runs`` maps a run label (``"weak"``, ``"sup@5%"``) to its arguments:
@@ -71,10 +94,13 @@ def train_and_evaluate(study: Study, name: str, table: str, n_sources: int, runs
             regime = args.pop("regime")
             path = by_seed[seed][label] = study.train(regime, n_sources, seed=seed, corpus=corpus, **args)
             study.export_run(path, _export_name(label, n_sources, seed, corpus))
-    rows = pd.concat([study.evaluate(paths, n_sources, corpus=corpus).assign(seed=seed)
-                      for seed, paths in by_seed.items()], ignore_index=True)
-    summary = study.write_table(name, table, rows, config={"runs": runs, "seeds": seeds, "n_sources": n_sources,
-                                                           "corpus": corpus})
+    rows = pd.concat(
+        [study.evaluate(paths, n_sources, corpus=corpus).assign(seed=seed) for seed, paths in by_seed.items()],
+        ignore_index=True,
+    )
+    summary = study.write_table(
+        name, table, rows, config={"runs": runs, "seeds": seeds, "n_sources": n_sources, "corpus": corpus}
+    )
     fig_dir = study.results / "figures"
     plot_sdr_by_regime(summary, fig_dir / f"{name}_sdr.png")
     first = by_seed[seeds[0]]
@@ -94,16 +120,27 @@ def stopping(paths: dict[str, Path]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 
-def headline(summary: pd.DataFrame, metrics: Sequence[str] = ("sdr", "sdri", "si_sdr", "sir", "sar", "clap_sim")) -> pd.DataFrame:
+def headline(
+    summary: pd.DataFrame, metrics: Sequence[str] = ("sdr", "sdri", "si_sdr", "sir", "sar", "clap_sim")
+) -> pd.DataFrame:
     """Mean [95 % cluster-bootstrap interval] per regime (rows) and metric (columns), as strings, for display."""
     df = summary[summary["metric"].isin(metrics)].copy()
     df["run"] = df.apply(lambda r: run_label(r["regime"], r["label_fraction"]), axis=1)
     df["value"] = df.apply(lambda r: f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]", axis=1)
-    return df.pivot_table(index="run", columns="metric", values="value", aggfunc="first")[list(m for m in metrics if m in set(df["metric"]))]
+    return df.pivot_table(index="run", columns="metric", values="value", aggfunc="first")[
+        list(m for m in metrics if m in set(df["metric"]))
+    ]
 
 
-def listen(study: Study, paths: dict[str, Path], n_sources: int, items: Sequence[int] = (0,),
-           max_seconds: float = 4.0, name: str = "example", corpus: str = "instruments") -> list[Path]:
+def listen(
+    study: Study,
+    paths: dict[str, Path],
+    n_sources: int,
+    items: Sequence[int] = (0,),
+    max_seconds: float = 4.0,
+    name: str = "example",
+    corpus: str = "instruments",
+) -> list[Path]:
     """For a few test mixtures: spectrograms of mixture, references and each model's estimates,
     and (in a notebook) audio players. Returns the figure paths."""
     testset = study.testset(n_sources, corpus=corpus)

@@ -15,6 +15,7 @@ design trained it on mixtures of mixtures (2N sources), kept as an ablation.
 The batches of step ``s`` on rank ``r`` are a pure function of (seed, r, s), so
 a resumed run draws exactly the batches an uninterrupted one would.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,8 +47,11 @@ class StepBatches:
 
 def _batch_to(batch: MixBatch, device: torch.device) -> MixBatch:
     return MixBatch(
-        mixture=batch.mixture.to(device), submixtures=batch.submixtures.to(device), texts=batch.texts,
-        entities=batch.entities, sources=None if batch.sources is None else batch.sources.to(device),
+        mixture=batch.mixture.to(device),
+        submixtures=batch.submixtures.to(device),
+        texts=batch.texts,
+        entities=batch.entities,
+        sources=None if batch.sources is None else batch.sources.to(device),
     )
 
 
@@ -58,8 +62,11 @@ def first_submixtures(batch: MixBatch) -> MixBatch:
     """
     sub = batch.submixtures[:, :1]
     return MixBatch(
-        mixture=sub[:, 0], submixtures=sub, texts=[t[:1] for t in batch.texts],
-        entities=[e[:1] for e in batch.entities], sources=None if batch.sources is None else batch.sources[:, :1],
+        mixture=sub[:, 0],
+        submixtures=sub,
+        texts=[t[:1] for t in batch.texts],
+        entities=[e[:1] for e in batch.entities],
+        sources=None if batch.sources is None else batch.sources[:, :1],
     )
 
 
@@ -83,9 +90,12 @@ class BatchSource:
             self.labelled_indices = labelled_subset(len(clips), cfg.label_fraction, cfg.seed)
             rest = sorted(set(range(len(clips))) - set(self.labelled_indices))
             n_lab = max(1, batch_size // 2)
-            self.labelled_sampler = MixtureSampler(clips, n, n_lab, with_sources=True,
-                                                   clip_indices=self.labelled_indices, **kw)
-            self.weak_sampler = MixtureSampler(clips, n, batch_size - n_lab, with_sources=False, clip_indices=rest, **kw)
+            self.labelled_sampler = MixtureSampler(
+                clips, n, n_lab, with_sources=True, clip_indices=self.labelled_indices, **kw
+            )
+            self.weak_sampler = MixtureSampler(
+                clips, n, batch_size - n_lab, with_sources=False, clip_indices=rest, **kw
+            )
 
     def batch(self, step: int) -> StepBatches:
         g = torch.Generator().manual_seed(((self.cfg.seed * 1_000_003 + self.rank) * 1_000_033 + step) % (2**63))
@@ -98,14 +108,21 @@ class BatchSource:
 
 def _entity_means(clap: ClapBackend, batch: MixBatch) -> Tensor:
     """(B, S, D) unit-norm mean of the entity embeddings of each of the S sub-mixtures."""
-    return torch.stack([
-        torch.stack([F.normalize(clap.embed_text(list(ents)).mean(0), dim=-1) for ents in example])
-        for example in batch.entities
-    ])
+    return torch.stack(
+        [
+            torch.stack([F.normalize(clap.embed_text(list(ents)).mean(0), dim=-1) for ents in example])
+            for example in batch.entities
+        ]
+    )
 
 
-def _query_masks(model: torch.nn.Module, clap: ClapBackend, batch: MixBatch, queries: list[list[str]],
-                 whole_text: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def _query_masks(
+    model: torch.nn.Module,
+    clap: ClapBackend,
+    batch: MixBatch,
+    queries: list[list[str]],
+    whole_text: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """Masks (B, Q, F, frames) of the Q text queries of every example, and the mixtures' STFT (B, F, frames).
 
     ``whole_text`` (B, S, D) replaces the embeddings of the first S queries (``entity_mean``).
@@ -115,13 +132,14 @@ def _query_masks(model: torch.nn.Module, clap: ClapBackend, batch: MixBatch, que
     flat = [t for qs in queries for t in qs]
     text = clap.embed_text(flat).reshape(b, q, -1).to(device)
     if whole_text is not None:
-        text = torch.cat([whole_text.to(device), text[:, whole_text.shape[1]:]], dim=1)
+        text = torch.cat([whole_text.to(device), text[:, whole_text.shape[1] :]], dim=1)
     core: Separator = getattr(model, "module", model)  # DDP wraps the separator
     states = token_mask = None
     if core.cfg.conditioning == "cross_attention":
         if whole_text is not None:
-            raise ValueError("mixture_text='entity_mean' has no token states for cross-attention; "
-                             "use conditioning 'head' or 'film'")
+            raise ValueError(
+                "mixture_text='entity_mean' has no token states for cross-attention; use conditioning 'head' or 'film'"
+            )
         states, token_mask = clap.text_states(flat)
         states = states.reshape(b, q, *states.shape[1:]).to(device)
         token_mask = token_mask.reshape(b, q, -1).to(device)
@@ -135,8 +153,9 @@ def _magnitudes(model: torch.nn.Module, wav: Tensor) -> Tensor:
     return spec.reshape(*wav.shape[:-1], *spec.shape[-2:])
 
 
-def weak_terms(model: torch.nn.Module, clap: ClapBackend, batch: MixBatch, cfg: RunConfig,
-               sample_rate: int) -> dict[str, Tensor]:
+def weak_terms(
+    model: torch.nn.Module, clap: ClapBackend, batch: MixBatch, cfg: RunConfig, sample_rate: int
+) -> dict[str, Tensor]:
     """Mix-and-separate (every weak regime) plus consistency and contrastive (``weak``, ``semi``).
 
     Queries per example: the two sub-mixtures' whole texts, then (weak, semi) the
@@ -144,8 +163,10 @@ def weak_terms(model: torch.nn.Module, clap: ClapBackend, batch: MixBatch, cfg: 
     """
     n = cfg.n_sources
     with_entities = cfg.regime in ("weak", "semi")
-    queries = [list(texts) + ([e for sub in ents for e in sub] if with_entities else [])
-               for texts, ents in zip(batch.texts, batch.entities)]
+    queries = [
+        list(texts) + ([e for sub in ents for e in sub] if with_entities else [])
+        for texts, ents in zip(batch.texts, batch.entities)
+    ]
     whole = _entity_means(clap, batch) if cfg.mixture_text == "entity_mean" else None
     masks, spec = _query_masks(model, clap, batch, queries, whole)
     mixture_mag = spec.abs()
@@ -162,8 +183,10 @@ def weak_terms(model: torch.nn.Module, clap: ClapBackend, batch: MixBatch, cfg: 
         audio_emb = clap.embed_audio(wav.reshape(-1, wav.shape[-1]).float(), sample_rate)
         entity_emb = clap.embed_text([e for ents in batch.entities for sub in ents for e in sub])
         terms["loss_contrastive"] = bimodal_contrastive_loss(
-            audio_emb.reshape(-1, n, audio_emb.shape[-1]), entity_emb.to(audio_emb.device).reshape(-1, n, audio_emb.shape[-1]),
-            clap.logit_scale.to(audio_emb.device))
+            audio_emb.reshape(-1, n, audio_emb.shape[-1]),
+            entity_emb.to(audio_emb.device).reshape(-1, n, audio_emb.shape[-1]),
+            clap.logit_scale.to(audio_emb.device),
+        )
     return terms
 
 
@@ -178,8 +201,9 @@ def supervised_terms(model: torch.nn.Module, clap: ClapBackend, batch: MixBatch)
     return {"loss_sup": supervised_loss(masks * mixture_mag[:, None], _magnitudes(model, sources), mixture_mag)}
 
 
-def training_losses(model: torch.nn.Module, clap: ClapBackend, batches: StepBatches, cfg: RunConfig,
-                    sample_rate: int) -> dict[str, Tensor]:
+def training_losses(
+    model: torch.nn.Module, clap: ClapBackend, batches: StepBatches, cfg: RunConfig, sample_rate: int
+) -> dict[str, Tensor]:
     """Every loss term of one step for ``cfg.regime``, and their weighted sum ``loss_total``.
 
     The reconstruction terms (mix-and-separate, consistency, supervised) weigh

@@ -10,6 +10,7 @@
 Paths written into results are made relative to one of these roots
 (:func:`portable_path`), so no result holds a path of the machine that made it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,7 +63,7 @@ def portable_path(path: str | Path, cache: str | Path | None = None) -> str:
 def resolve_portable(recorded: str, cache: str | Path | None = None) -> Path:
     """The path a :func:`portable_path` string names, under ``cache`` (default: :func:`default_cache`)."""
     if recorded.startswith("<cache>/"):
-        return Path(cache or default_cache()) / recorded[len("<cache>/"):]
+        return Path(cache or default_cache()) / recorded[len("<cache>/") :]
     if recorded.startswith("<repo>/"):
-        return REPO_ROOT / recorded[len("<repo>/"):]
+        return REPO_ROOT / recorded[len("<repo>/") :]
     return Path(recorded)

@@ -8,6 +8,7 @@ inline backend keeps working), and saving uses Agg.
 figure that the CSVs in ``results/`` allow into ``results/figures/`` and
 writes ``results/summary.md`` / ``results/summary.csv``, without training.
 """
+
 from __future__ import annotations
 
 import io
@@ -152,13 +153,22 @@ def plot_ablation_bars(table: pd.DataFrame, out_png: str | Path, metric: str = "
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_title(f"N = {n}", fontsize=9)
         axes[0].set_ylabel(f"mean {METRIC_LABELS.get(metric, metric)}")
-        fig.suptitle(f"{table['table'].iloc[0]}: {metric}, mean ± 95 % CI over queries (profile "
-                     f"{', '.join(sorted(set(df['profile'].astype(str))))})", fontsize=9)
+        fig.suptitle(
+            f"{table['table'].iloc[0]}: {metric}, mean ± 95 % CI over queries (profile "
+            f"{', '.join(sorted(set(df['profile'].astype(str))))})",
+            fontsize=9,
+        )
     return _save(fig, out_png)
 
 
-def plot_ablation_lines(table: pd.DataFrame, out_png: str | Path, x_label: str, log_x: bool = False,
-                        metric: str = "sdr", paired: bool = False) -> Path:
+def plot_ablation_lines(
+    table: pd.DataFrame,
+    out_png: str | Path,
+    x_label: str,
+    log_x: bool = False,
+    metric: str = "sdr",
+    paired: bool = False,
+) -> Path:
     """Mean ``metric`` ± 95 % CI against each setting's ``value``, one line per regime and N.
 
     Settings without a value (a baseline such as ``unsup``) are drawn as dashed
@@ -180,8 +190,15 @@ def plot_ablation_lines(table: pd.DataFrame, out_png: str | Path, x_label: str, 
         palette = iter(sns.color_palette("colorblind", 10))
         for (n, regime), sub in df[df["value"].notna()].groupby(["n_sources", "regime"]):
             sub = sub.sort_values("value")
-            ax.errorbar(sub["value"], sub["mean"], yerr=sub["ci95"], marker="o", capsize=3,
-                        label=f"{regime}, N = {n}", color=next(palette))
+            ax.errorbar(
+                sub["value"],
+                sub["mean"],
+                yerr=sub["ci95"],
+                marker="o",
+                capsize=3,
+                label=f"{regime}, N = {n}",
+                color=next(palette),
+            )
         for _, row in df[df["value"].isna()].iterrows():
             c = next(palette)
             ax.axhline(row["mean"], linestyle="--", color=c, label=f"{row['setting']}, N = {row['n_sources']}")
@@ -211,8 +228,11 @@ def plot_ablation(table: pd.DataFrame | str | Path, figures_dir: str | Path) -> 
     kind, x_label, log_x = ABLATION_PLOTS.get(section, ("bars", None, False))
     figures_dir = Path(figures_dir)
     name = f"07_ablations_{section}"
-    out = [plot_ablation_bars(df, figures_dir / f"{name}.png") if kind == "bars"
-           else plot_ablation_lines(df, figures_dir / f"{name}.png", x_label or "value", log_x)]
+    out = [
+        plot_ablation_bars(df, figures_dir / f"{name}.png")
+        if kind == "bars"
+        else plot_ablation_lines(df, figures_dir / f"{name}.png", x_label or "value", log_x)
+    ]
     if kind == "lines" and ((df["paired_vs"] != "") & df["value"].notna() & (df["metric"] == "sdr")).any():
         out.append(plot_ablation_lines(df, figures_dir / f"{name}_paired.png", x_label or "value", log_x, paired=True))
     if (df["metric"] == "clap_top1").any():
@@ -239,8 +259,9 @@ def plot_training_curves(log_csvs: Mapping[str, str | Path], out_png: str | Path
         out_png: where to write the PNG.
     """
     logs = {name: _read_log(name, p) for name, p in log_csvs.items()}
-    terms = sorted({c for df in logs.values() for c in df.columns if c.startswith("loss")},
-                   key=lambda c: (c != "loss_total", c))
+    terms = sorted(
+        {c for df in logs.values() for c in df.columns if c.startswith("loss")}, key=lambda c: (c != "loss_total", c)
+    )
     if not terms:
         raise ValueError(f"no loss column (loss*) in the training logs {list(map(str, log_csvs.values()))}")
     ncols = min(3, len(terms))
@@ -265,7 +286,7 @@ def plot_training_curves(log_csvs: Mapping[str, str | Path], out_png: str | Path
                 ax.set_yscale("log")
             ax.set_title(term, fontsize=9)
             ax.set_xlabel("step")
-        for ax in list(axes.flat)[len(terms):]:
+        for ax in list(axes.flat)[len(terms) :]:
             ax.set_visible(False)
         handles, labels = axes.flat[0].get_legend_handles_labels()
         for ax in axes.flat:  # the first panel may lack some runs
@@ -287,8 +308,13 @@ def _as_1d(x: Any, name: str) -> np.ndarray:
 
 
 def _spectrogram_db(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    spec = torch.stft(torch.from_numpy(x), n_fft, hop, window=torch.hann_window(n_fft, dtype=torch.float64),
-                      return_complex=True).abs().numpy()
+    spec = (
+        torch.stft(
+            torch.from_numpy(x), n_fft, hop, window=torch.hann_window(n_fft, dtype=torch.float64), return_complex=True
+        )
+        .abs()
+        .numpy()
+    )
     return 20 * np.log10(np.maximum(spec, 1e-8))
 
 
@@ -329,8 +355,16 @@ def plot_spectrograms(
     grid = fig.add_gridspec(nrows, ncols)
 
     def panel(ax: Any, x: np.ndarray, title: str) -> Any:
-        im = ax.imshow(_spectrogram_db(x, n_fft, hop), origin="lower", aspect="auto", extent=extent,
-                       vmin=vmax - 80, vmax=vmax, cmap="magma", interpolation="nearest")
+        im = ax.imshow(
+            _spectrogram_db(x, n_fft, hop),
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            vmin=vmax - 80,
+            vmax=vmax,
+            cmap="magma",
+            interpolation="nearest",
+        )
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("time (s)", fontsize=7)
         ax.set_ylabel("kHz", fontsize=7)

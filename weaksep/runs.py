@@ -6,6 +6,7 @@ Two runs are *the same run* when their identities agree (:meth:`RunConfig.identi
 the identity includes :func:`code_version`, a hash of the training code, so a
 model trained by other code is never silently reused from a cache.
 """
+
 from __future__ import annotations
 
 import ast
@@ -32,10 +33,23 @@ TEXT_NORMS = ("vocabulary", "batch")
 # The modules whose code decides what a trained model is. Their syntax trees
 # (comments, docstrings and formatting left out) are hashed into every run's identity.
 TRAINING_CODE = (
-    "model.py", "losses.py", "objective.py", "train.py", "runs.py", "text_norm.py",
-    "data/mixtures.py", "data/corpus.py", "data/render.py", "data/soundfonts.py", "data/classes.py",
-    "data/captions.py", "data/manifest.py",
-    "clap/base.py", "clap/proxy.py", "clap/pretrain.py", "clap/augment.py",
+    "model.py",
+    "losses.py",
+    "objective.py",
+    "train.py",
+    "runs.py",
+    "text_norm.py",
+    "data/mixtures.py",
+    "data/corpus.py",
+    "data/render.py",
+    "data/soundfonts.py",
+    "data/classes.py",
+    "data/captions.py",
+    "data/manifest.py",
+    "clap/base.py",
+    "clap/proxy.py",
+    "clap/pretrain.py",
+    "clap/augment.py",
 )
 
 
@@ -68,8 +82,12 @@ class RunConfig:
     commit: str = ""
 
     def __post_init__(self) -> None:
-        for name, allowed in (("regime", REGIMES), ("mixture_text", MIXTURE_TEXTS), ("sup_input", SUP_INPUTS),
-                              ("text_norm", TEXT_NORMS)):
+        for name, allowed in (
+            ("regime", REGIMES),
+            ("mixture_text", MIXTURE_TEXTS),
+            ("sup_input", SUP_INPUTS),
+            ("text_norm", TEXT_NORMS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 1 <= self.n_sources <= 4:
@@ -122,9 +140,14 @@ def run_label(regime: str, label_fraction: float = 1.0) -> str:
 def separator_config(profile: Profile, clap: ClapBackend, text_norm: str = "vocabulary") -> SeparatorConfig:
     """The separator of ``profile`` for the text embeddings of ``clap``."""
     return SeparatorConfig(
-        n_fft=profile.n_fft, hop=profile.hop, channels=tuple(profile.unet_channels),
-        text_dim=clap.embed_dim, text_state_dim=clap.text_state_dim,
-        conditioning=profile.conditioning, cond_levels=profile.cond_levels, head_channels=profile.head_channels,
+        n_fft=profile.n_fft,
+        hop=profile.hop,
+        channels=tuple(profile.unet_channels),
+        text_dim=clap.embed_dim,
+        text_state_dim=clap.text_state_dim,
+        conditioning=profile.conditioning,
+        cond_levels=profile.cond_levels,
+        head_channels=profile.head_channels,
         text_norm=text_norm,
     )
 
@@ -132,9 +155,13 @@ def separator_config(profile: Profile, clap: ClapBackend, text_norm: str = "voca
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(getattr(body[0], "value", None), ast.Constant)
-                and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(getattr(body[0], "value", None), ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return tree
 
@@ -156,10 +183,17 @@ def code_version() -> str:
 def git_commit() -> str:
     """The checkout's commit (``+dirty`` with uncommitted changes to tracked files), or ``unknown``."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")

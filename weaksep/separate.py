@@ -21,6 +21,7 @@ with one line each. ``separate_file`` separates one file into one folder;
 ``separate_waveform`` works on tensors; ``overlap_add`` is the stitching alone;
 ``benchmark_folder`` measures the whole path on synthetic files.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -83,7 +84,7 @@ def crossfade_window(length: int, ramp: int) -> Tensor:
     if ramp:
         phase = (torch.arange(ramp, dtype=torch.float64) + 0.5) * (math.pi / (2 * ramp))
         w[:ramp] = torch.sin(phase) ** 2
-        w[length - ramp:] = torch.cos(phase) ** 2
+        w[length - ramp :] = torch.cos(phase) ** 2
     return w.float()
 
 
@@ -96,8 +97,15 @@ def window_count(length: int, window: int, overlap: float = 0.5) -> int:
     return 1 + math.ceil(max(length + 2 * ramp - window, 0) / hop)
 
 
-def overlap_add(signal: Tensor, process: Callable[[Tensor], Tensor], window: int, overlap: float = 0.5,
-                batch_size: int = 8, progress: bool = False, desc: str = "separating") -> Tensor:
+def overlap_add(
+    signal: Tensor,
+    process: Callable[[Tensor], Tensor],
+    window: int,
+    overlap: float = 0.5,
+    batch_size: int = 8,
+    progress: bool = False,
+    desc: str = "separating",
+) -> Tensor:
     """Run ``process`` on overlapping windows of ``signal`` and crossfade the results.
 
     Args:
@@ -133,33 +141,38 @@ def overlap_add(signal: Tensor, process: Callable[[Tensor], Tensor], window: int
     from tqdm import tqdm  # a text bar: the command line is its main user
 
     outs = []
-    with tqdm(total=frames.shape[0], desc=desc, unit="window",
-              disable=not progress or n_win < PROGRESS_MIN_WINDOWS) as bar:
+    with tqdm(
+        total=frames.shape[0], desc=desc, unit="window", disable=not progress or n_win < PROGRESS_MIN_WINDOWS
+    ) as bar:
         for i in range(0, frames.shape[0], batch_size):
-            chunk = frames[i:i + batch_size]
+            chunk = frames[i : i + batch_size]
             y = process(chunk)
             if y.dim() != 3 or y.shape[0] != chunk.shape[0] or y.shape[-1] != window:
-                raise ValueError(f"process must map ({chunk.shape[0]}, {window}) to (n, P, {window}), "
-                                 f"got {tuple(y.shape)}")
+                raise ValueError(
+                    f"process must map ({chunk.shape[0]}, {window}) to (n, P, {window}), got {tuple(y.shape)}"
+                )
             outs.append(y.to(signal.device, torch.float32))
             bar.update(chunk.shape[0])
     est = torch.cat(outs).reshape(b, n_win, -1, window)  # (B, n_win, P, window)
     weights = crossfade_window(window, ramp).to(signal.device)  # all ones for a single window (ramp 0)
     out = torch.zeros(b, est.shape[2], total, device=signal.device)
     for k in range(n_win):
-        out[..., k * hop:k * hop + window] += est[:, k] * weights
-    return out[..., ramp:ramp + t]
+        out[..., k * hop : k * hop + window] += est[:, k] * weights
+    return out[..., ramp : ramp + t]
 
 
 # --------------------------------------------------------------------------- separation
-def _text_queries(model: Separator, clap: ClapBackend, prompts: Sequence[str], template: bool
-                  ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+def _text_queries(
+    model: Separator, clap: ClapBackend, prompts: Sequence[str], template: bool
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """CLAP embeddings (1, P, D) and, for cross-attention models, token states and mask."""
     device = next(model.parameters()).device
     text = clap.embed_text(list(prompts), template=template).unsqueeze(0).to(device)
     if text.shape[-1] != model.cfg.text_dim:
-        raise ValueError(f"the separator expects CLAP text embeddings of dimension {model.cfg.text_dim}, "
-                         f"the CLAP gives {text.shape[-1]}: it was trained with another CLAP")
+        raise ValueError(
+            f"the separator expects CLAP text embeddings of dimension {model.cfg.text_dim}, "
+            f"the CLAP gives {text.shape[-1]}: it was trained with another CLAP"
+        )
     states = mask = None
     if model.cfg.conditioning == "cross_attention":
         s, m = clap.text_states(list(prompts), template=template)
@@ -178,9 +191,21 @@ def _check_prompts(prompts: Sequence[str]) -> list[str]:
 
 
 @torch.no_grad()
-def separate_waveform(model: Separator, clap: ClapBackend, wav: Tensor, sample_rate: int, prompts: Sequence[str],
-                      model_rate: int, progress: bool = False, *, window: int | None = None, overlap: float = 0.5,
-                      batch_size: int = 8, template: bool = True, normalize: bool = True) -> Tensor:
+def separate_waveform(
+    model: Separator,
+    clap: ClapBackend,
+    wav: Tensor,
+    sample_rate: int,
+    prompts: Sequence[str],
+    model_rate: int,
+    progress: bool = False,
+    *,
+    window: int | None = None,
+    overlap: float = 0.5,
+    batch_size: int = 8,
+    template: bool = True,
+    normalize: bool = True,
+) -> Tensor:
     """Estimates (P, C, T) of every prompt's sound in ``wav`` (C, T) or (T,) at ``sample_rate`` Hz.
 
     Args:
@@ -218,9 +243,12 @@ def separate_waveform(model: Separator, clap: ClapBackend, wav: Tensor, sample_r
 
     def process(chunk: Tensor) -> Tensor:
         n = chunk.shape[0]
-        return model.separate(chunk.to(device), text.expand(n, -1, -1),
-                              None if states is None else states.expand(n, -1, -1, -1),
-                              None if mask is None else mask.expand(n, -1, -1))
+        return model.separate(
+            chunk.to(device),
+            text.expand(n, -1, -1),
+            None if states is None else states.expand(n, -1, -1, -1),
+            None if mask is None else mask.expand(n, -1, -1),
+        )
 
     est = overlap_add(x * gain, process, window, overlap, batch_size, progress) / gain  # (C, P, T')
     est = est.transpose(0, 1).contiguous()  # (P, C, T')
@@ -246,17 +274,25 @@ class LoadedSeparator:
 
     def separate(self, wav: Tensor, sample_rate: int, prompts: Sequence[str], **kwargs: Any) -> Tensor:
         """``separate_waveform`` with this model: (C, T) at ``sample_rate`` -> (P, C, T)."""
-        return separate_waveform(self.model, self.clap, wav, sample_rate, prompts, model_rate=self.sample_rate,
-                                 window=self.clip_samples, **kwargs)
+        return separate_waveform(
+            self.model,
+            self.clap,
+            wav,
+            sample_rate,
+            prompts,
+            model_rate=self.sample_rate,
+            window=self.clip_samples,
+            **kwargs,
+        )
 
 
 def recorded_clap_paths(recorded: str, checkpoint: Path, profile_name: str | None, repo_root: Path) -> list[Path]:
     """Where the CLAP a run config records may be, most likely first.
 
     Run configs record the CLAP as :func:`weaksep.paths.portable_path` wrote
-    it: ``<repo>/...`` (under ``repo_root``), ``<cache>/...`` (under the
-    default cache, or under a folder above the checkpoint: the cache of a study
-    run with another data root), an absolute path (older runs), or a bare file
+    it: ``<repo>/...`` (under ``repo_root``), ``<cache>/...`` (under a folder
+    above the checkpoint, the cache its run was trained in, or else the default
+    cache), an absolute path (older runs), or a bare file
     name (a CLAP outside the checkout and the default cache, looked for beside
     the checkpoint and in ``<folder above it>/<profile>/clap/``, where a study
     keeps its CLAP).
@@ -267,17 +303,21 @@ def recorded_clap_paths(recorded: str, checkpoint: Path, profile_name: str | Non
     above = list(checkpoint.resolve().parents)
     if label == "<repo>":
         return [repo_root / rest]
-    if label == "<cache>":
-        return [default_cache() / rest, *(a / rest for a in above)]
+    if label == "<cache>":  # the cache the run was trained in holds the run: look above it first
+        return [*(a / rest for a in above), default_cache() / rest]
     p = Path(recorded)
     if p.is_absolute() or len(p.parts) > 1:
         return [p]
     return [checkpoint.parent / p, *((a / profile_name / "clap" / p) for a in above if profile_name)]
 
 
-def load_for_inference(checkpoint: str | Path, clap_checkpoint: str | Path | None = None,
-                       tokenizer_dir: str | Path | None = None, expected_profile: str | None = None,
-                       repo_root: str | Path | None = None) -> LoadedSeparator:
+def load_for_inference(
+    checkpoint: str | Path,
+    clap_checkpoint: str | Path | None = None,
+    tokenizer_dir: str | Path | None = None,
+    expected_profile: str | None = None,
+    repo_root: str | Path | None = None,
+) -> LoadedSeparator:
     """Load a separator checkpoint and the CLAP it was trained with.
 
     The CLAP is ``clap_checkpoint`` if given, else the one the run config
@@ -304,31 +344,43 @@ def load_for_inference(checkpoint: str | Path, clap_checkpoint: str | Path | Non
     if clap_checkpoint:
         candidates = [Path(clap_checkpoint)]
     else:
-        candidates = recorded_clap_paths(info["checkpoint"], path, profile.get("name"), Path(repo_root)) \
-            if info.get("checkpoint") else []
+        candidates = (
+            recorded_clap_paths(info["checkpoint"], path, profile.get("name"), Path(repo_root))
+            if info.get("checkpoint")
+            else []
+        )
         if backend == "proxy":
             candidates.append(Path(repo_root) / FALLBACK_CLAP)
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         tried = ", ".join(dict.fromkeys(str(c) for c in candidates[:4] + candidates[-1:])) or "no path recorded"
-        raise FileNotFoundError(f"the {backend} CLAP of checkpoint {path} is not found ({tried}: no such file); "
-                                f"pass the CLAP file it was trained with (--clap-checkpoint)")
+        raise FileNotFoundError(
+            f"the {backend} CLAP of checkpoint {path} is not found ({tried}: no such file); "
+            f"pass the CLAP file it was trained with (--clap-checkpoint)"
+        )
     kwargs = {"tokenizer_dir": tokenizer_dir} if backend == "laion" and tokenizer_dir else {}
     clap = load_clap(backend, found, **kwargs)
     if clap.embed_dim != model.cfg.text_dim:
-        raise ValueError(f"checkpoint {path} expects CLAP text embeddings of dimension {model.cfg.text_dim} but "
-                         f"CLAP {found} gives {clap.embed_dim}: the checkpoint belongs to another model")
+        raise ValueError(
+            f"checkpoint {path} expects CLAP text embeddings of dimension {model.cfg.text_dim} but "
+            f"CLAP {found} gives {clap.embed_dim}: the checkpoint belongs to another model"
+        )
     if info.get("sha256") and file_sha256(found) != info["sha256"]:
-        warnings.warn(f"CLAP {found} is not the file checkpoint {path} was trained with "
-                      f"(sha256 {info['sha256']}); the estimates may be poor", stacklevel=2)
+        warnings.warn(
+            f"CLAP {found} is not the file checkpoint {path} was trained with "
+            f"(sha256 {info['sha256']}); the estimates may be poor",
+            stacklevel=2,
+        )
     if expected_profile is not None:
         expected = separator_config(get_profile(expected_profile), clap, model.cfg.text_norm)
         if model.cfg != expected:
             diff = {k: (v, expected.to_dict()[k]) for k, v in model.cfg.to_dict().items() if v != expected.to_dict()[k]}
-            raise ValueError(f"checkpoint {path} is not a {expected_profile}-profile model: (saved, expected) "
-                             f"differ in {diff}")
-    return LoadedSeparator(model, clap, int(profile["sample_rate"]), int(profile["clip_samples"]), run_config,
-                           path, found)
+            raise ValueError(
+                f"checkpoint {path} is not a {expected_profile}-profile model: (saved, expected) differ in {diff}"
+            )
+    return LoadedSeparator(
+        model, clap, int(profile["sample_rate"]), int(profile["clip_samples"]), run_config, path, found
+    )
 
 
 def prompt_filename(prompt: str) -> str:
@@ -354,8 +406,10 @@ def output_paths(prompts: Sequence[str], out_dir: str | Path, residual: bool = F
         seen[n] = p
     if residual:
         if RESIDUAL_FILE in seen:
-            raise ValueError(f"prompt {seen[RESIDUAL_FILE]!r} would be written to {RESIDUAL_FILE}, the residual's "
-                             f"file; rephrase it or leave out the residual")
+            raise ValueError(
+                f"prompt {seen[RESIDUAL_FILE]!r} would be written to {RESIDUAL_FILE}, the residual's "
+                f"file; rephrase it or leave out the residual"
+            )
         names.append(RESIDUAL_FILE)
     return [Path(out_dir) / n for n in names]
 
@@ -396,10 +450,19 @@ def write_outputs(estimates: Tensor, sample_rate: int, paths: Sequence[Path]) ->
     return paths
 
 
-def separate_file(input_path: str | Path, prompts: Sequence[str], out_dir: str | Path,
-                  checkpoint: str | Path | LoadedSeparator, *, residual: bool = False,
-                  clap_checkpoint: str | Path | None = None, tokenizer_dir: str | Path | None = None,
-                  expected_profile: str | None = None, progress: bool = True, **kwargs: Any) -> list[Path]:
+def separate_file(
+    input_path: str | Path,
+    prompts: Sequence[str],
+    out_dir: str | Path,
+    checkpoint: str | Path | LoadedSeparator,
+    *,
+    residual: bool = False,
+    clap_checkpoint: str | Path | None = None,
+    tokenizer_dir: str | Path | None = None,
+    expected_profile: str | None = None,
+    progress: bool = True,
+    **kwargs: Any,
+) -> list[Path]:
     """Separate one sound file into ``<out_dir>/<prompt slug>.wav``, one file per prompt.
 
     The outputs have the input's sample rate, length and channel count (32-bit
@@ -412,8 +475,11 @@ def separate_file(input_path: str | Path, prompts: Sequence[str], out_dir: str |
     """
     paths = output_paths(prompts, out_dir, residual)
     wav, rate = read_audio(input_path)
-    sep = checkpoint if isinstance(checkpoint, LoadedSeparator) else load_for_inference(
-        checkpoint, clap_checkpoint, tokenizer_dir, expected_profile)
+    sep = (
+        checkpoint
+        if isinstance(checkpoint, LoadedSeparator)
+        else load_for_inference(checkpoint, clap_checkpoint, tokenizer_dir, expected_profile)
+    )
     est = sep.separate(wav, rate, prompts, progress=progress, **kwargs)
     return write_outputs(with_residual(wav, est) if residual else est, rate, paths)
 
@@ -449,15 +515,16 @@ def _scan_folder(folder: Path, exclude: Path | None) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(folder):  # does not follow symbolic links to folders: no cycles
         here = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and (exclude is None or (here / d).resolve() != exclude))
-        found += [here / f for f in files
-                  if not f.startswith(".") and Path(f).suffix[1:].lower() in extensions]
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
+        )
+        found += [here / f for f in files if not f.startswith(".") and Path(f).suffix[1:].lower() in extensions]
     return sorted(found)
 
 
-def expand_inputs(inputs: str | Path | Sequence[str | Path], exclude: str | Path | None = None
-                  ) -> tuple[list[Path], list[str]]:
+def expand_inputs(
+    inputs: str | Path | Sequence[str | Path], exclude: str | Path | None = None
+) -> tuple[list[Path], list[str]]:
     """The sound files that ``inputs`` name, and one message per input that names none.
 
     Each input is a file (taken whatever its extension), a folder (searched
@@ -476,8 +543,9 @@ def expand_inputs(inputs: str | Path | Sequence[str | Path], exclude: str | Path
         if path.is_dir():
             found = _scan_folder(path, skip)
             if not found:
-                problems.append(f"folder {path} holds no sound file (looked for "
-                                f"{', '.join(sorted(audio_extensions()))})")
+                problems.append(
+                    f"folder {path} holds no sound file (looked for {', '.join(sorted(audio_extensions()))})"
+                )
         elif path.exists():
             found = [path]
         elif re.search(r"[*?\[]", str(spec)):
@@ -532,7 +600,7 @@ def input_folder_names(paths: Sequence[str | Path], reserved: Collection[str] = 
 
     def label(p: Path, depth: int, keep_extension: bool) -> str:
         parents = list(p.parent.parts[1:])  # without the root
-        return "__".join([*(parents[len(parents) - depth:] if depth else []), p.name if keep_extension else p.stem])
+        return "__".join([*(parents[len(parents) - depth :] if depth else []), p.name if keep_extension else p.stem])
 
     names = [p.stem for p in resolved]
     groups: dict[str, list[int]] = {}
@@ -570,20 +638,25 @@ def default_checkpoint() -> Path:
         raise FileNotFoundError(
             f"no checkpoint given and no default model {path}; make one with `make reproduce` (the quick study) "
             f"or `weaksep train --regime weak --sources 2 --out runs/weak_n2`, then pass runs/weak_n2/model.pt as the "
-            f"checkpoint (--checkpoint)")
+            f"checkpoint (--checkpoint)"
+        )
     return path
 
 
-def _absent_threshold(sep: LoadedSeparator, confidence: str | Path | None, template: bool
-                      ) -> tuple[ConfidenceThreshold | None, str]:
+def _absent_threshold(
+    sep: LoadedSeparator, confidence: str | Path | None, template: bool
+) -> tuple[ConfidenceThreshold | None, str]:
     """The absent-sound threshold to use with ``sep`` (or ``None``) and a one-line note on it."""
     from .confidence import default_confidence_path, load_threshold
 
     if confidence is None:
         name = (sep.run_config.get("profile") or {}).get("name") if isinstance(sep.run_config, dict) else None
         if not name:
-            return None, f"no absent-sound warnings: checkpoint {sep.path} names no profile, so no default " \
-                         f"confidence file; pass one"
+            return (
+                None,
+                f"no absent-sound warnings: checkpoint {sep.path} names no profile, so no default "
+                f"confidence file; pass one",
+            )
         path, required = default_confidence_path(name), False
     else:
         path, required = Path(confidence), True
@@ -591,8 +664,9 @@ def _absent_threshold(sep: LoadedSeparator, confidence: str | Path | None, templ
         return None, f"no absent-sound warnings: the CLAP file {sep.clap_path} cannot be hashed"
     threshold, note = load_threshold(path, sep.clap_path, required=required)
     if threshold is not None and not template:
-        return None, ("no absent-sound warnings without the prompt template: the threshold was measured "
-                      "on templated prompts")
+        return None, (
+            "no absent-sound warnings without the prompt template: the threshold was measured on templated prompts"
+        )
     return threshold, note
 
 
@@ -600,12 +674,23 @@ def _stderr(message: str) -> None:
     print(f"weaksep: {message}", file=sys.stderr)
 
 
-def separate_files(inputs: str | Path | Sequence[str | Path], prompts: Sequence[str], out_dir: str | Path,
-                   checkpoint: str | Path | LoadedSeparator | None = None, *, residual: bool = False,
-                   confidence: str | Path | None = None, clap_checkpoint: str | Path | None = None,
-                   tokenizer_dir: str | Path | None = None, expected_profile: str | None = None,
-                   template: bool = True, progress: bool = False, log: Callable[[str], None] | None = _stderr,
-                   echo: Callable[[str], None] | None = None, **kwargs: Any) -> pd.DataFrame:
+def separate_files(
+    inputs: str | Path | Sequence[str | Path],
+    prompts: Sequence[str],
+    out_dir: str | Path,
+    checkpoint: str | Path | LoadedSeparator | None = None,
+    *,
+    residual: bool = False,
+    confidence: str | Path | None = None,
+    clap_checkpoint: str | Path | None = None,
+    tokenizer_dir: str | Path | None = None,
+    expected_profile: str | None = None,
+    template: bool = True,
+    progress: bool = False,
+    log: Callable[[str], None] | None = _stderr,
+    echo: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> pd.DataFrame:
     """Separate many sound files with one model load; write the outputs and their confidence scores.
 
     Args:
@@ -673,9 +758,16 @@ def separate_files(inputs: str | Path | Sequence[str | Path], prompts: Sequence[
         log(f"skipped: {problem}")
 
     loading = time.perf_counter()
-    sep = checkpoint if isinstance(checkpoint, LoadedSeparator) else load_for_inference(
-        checkpoint if checkpoint is not None else default_checkpoint(), clap_checkpoint, tokenizer_dir,
-        expected_profile)
+    sep = (
+        checkpoint
+        if isinstance(checkpoint, LoadedSeparator)
+        else load_for_inference(
+            checkpoint if checkpoint is not None else default_checkpoint(),
+            clap_checkpoint,
+            tokenizer_dir,
+            expected_profile,
+        )
+    )
     load_seconds = time.perf_counter() - loading
     threshold, note = _absent_threshold(sep, confidence, template)  # before separating: a bad file fails early
 
@@ -696,20 +788,31 @@ def separate_files(inputs: str | Path | Sequence[str | Path], prompts: Sequence[
             skipped.append(message)
             log(f"skipped: {message}")
             continue
-        written = write_outputs(with_residual(wav, est) if residual else est, rate,
-                                [out_dir / folder / n for n in names])
+        written = write_outputs(
+            with_residual(wav, est) if residual else est, rate, [out_dir / folder / n for n in names]
+        )
         window = max(1, round(sep.clip_samples * rate / sep.sample_rate))  # the training clip, at this rate
         est_scores, mix_scores = confidence_scores(sep.clap, wav, est, rate, prompts, window, template=template)
         audio_seconds += wav.shape[-1] / rate
         for prompt, out, e_score, m_score in zip(prompts, written, est_scores, mix_scores):
             warn = None if threshold is None else bool(threshold.warns(float(m_score)))
-            rows.append({"input": str(path), "prompt": prompt, "output": str(out), "estimate_score": float(e_score),
-                         "mixture_score": float(m_score), "absent_warning": warn})
+            rows.append(
+                {
+                    "input": str(path),
+                    "prompt": prompt,
+                    "output": str(out),
+                    "estimate_score": float(e_score),
+                    "mixture_score": float(m_score),
+                    "absent_warning": warn,
+                }
+            )
             if echo:
                 echo(f"{path}: {prompt!r} -> {out}  (CLAP score {e_score:.3f}; mixture {m_score:.3f})")
             if warn:
-                log(f"warning: {path}: {prompt!r} may be absent: the mixture's CLAP score {m_score:.3f} is "
-                    f"{threshold.explain()}")
+                log(
+                    f"warning: {path}: {prompt!r} may be absent: the mixture's CLAP score {m_score:.3f} is "
+                    f"{threshold.explain()}"
+                )
         if residual and echo:
             echo(f"{path}: residual -> {written[-1]}")
 
@@ -719,17 +822,27 @@ def separate_files(inputs: str | Path | Sequence[str | Path], prompts: Sequence[
     scores["absent_warning"] = scores["absent_warning"].astype("boolean")
     atomic_write_text(out_dir / SCORES_FILE, scores.to_csv(index=False))
     scores.attrs["skipped"] = skipped
-    scores.attrs["timing"] = {"model_load_seconds": load_seconds, "total_seconds": time.perf_counter() - start,
-                              "audio_seconds": audio_seconds}
+    scores.attrs["timing"] = {
+        "model_load_seconds": load_seconds,
+        "total_seconds": time.perf_counter() - start,
+        "audio_seconds": audio_seconds,
+    }
     log(f"note: {note}")
-    log(f"note: separated {len(set(scores['input']))} of {n_inputs} input(s) ({audio_seconds:.1f} s of audio) "
-        f"with {sep.path}; scores in {out_dir / SCORES_FILE}")
+    log(
+        f"note: separated {len(set(scores['input']))} of {n_inputs} input(s) ({audio_seconds:.1f} s of audio) "
+        f"with {sep.path}; scores in {out_dir / SCORES_FILE}"
+    )
     return scores
 
 
 # --------------------------------------------------------------------------- cost
-def separation_speed(sep: LoadedSeparator, seconds: float = 60.0, prompts: Sequence[str] = ("violin",),
-                     sample_rate: int | None = None, repeats: int = 1) -> dict[str, float]:
+def separation_speed(
+    sep: LoadedSeparator,
+    seconds: float = 60.0,
+    prompts: Sequence[str] = ("violin",),
+    sample_rate: int | None = None,
+    repeats: int = 1,
+) -> dict[str, float]:
     """Real-time factor of ``sep`` on this machine: seconds of audio separated per second of wall time.
 
     A mono noise input of ``seconds`` at ``sample_rate`` (default: the model's)
@@ -743,8 +856,13 @@ def separation_speed(sep: LoadedSeparator, seconds: float = 60.0, prompts: Seque
         t0 = time.perf_counter()
         sep.separate(wav, rate, prompts)
         best = min(best, time.perf_counter() - t0)
-    return {"audio_seconds": float(seconds), "wall_seconds": best, "realtime_factor": seconds / best,
-            "prompts": len(prompts), "threads": torch.get_num_threads()}
+    return {
+        "audio_seconds": float(seconds),
+        "wall_seconds": best,
+        "realtime_factor": seconds / best,
+        "prompts": len(prompts),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def _synthetic_recording(seconds: float, sample_rate: int, channels: int, seed: int) -> np.ndarray:
@@ -756,9 +874,16 @@ def _synthetic_recording(seconds: float, sample_rate: int, channels: int, seed: 
     return np.stack([tone + 0.02 * rng.standard_normal(t.size) for _ in range(channels)], 1).astype(np.float32)
 
 
-def benchmark_folder(model_path: str | Path, n_files: int = 20, seconds: float = 60.0,
-                     prompts: Sequence[str] = ("violin",), sample_rate: int = 44100, channels: int = 1,
-                     residual: bool = False, **kwargs: Any) -> dict[str, float]:
+def benchmark_folder(
+    model_path: str | Path,
+    n_files: int = 20,
+    seconds: float = 60.0,
+    prompts: Sequence[str] = ("violin",),
+    sample_rate: int = 44100,
+    channels: int = 1,
+    residual: bool = False,
+    **kwargs: Any,
+) -> dict[str, float]:
     """What separating a folder costs: ``n_files`` synthetic files of ``seconds`` each, in one call.
 
     The files (16-bit WAV at ``sample_rate`` Hz, ``channels`` channels, as a
@@ -780,16 +905,28 @@ def benchmark_folder(model_path: str | Path, n_files: int = 20, seconds: float =
         inputs = Path(tmp) / "inputs"
         inputs.mkdir()
         for i in range(n_files):
-            sf.write(inputs / f"recording_{i:03d}.wav", _synthetic_recording(seconds, sample_rate, channels, i),
-                     sample_rate, subtype="PCM_16")
+            sf.write(
+                inputs / f"recording_{i:03d}.wav",
+                _synthetic_recording(seconds, sample_rate, channels, i),
+                sample_rate,
+                subtype="PCM_16",
+            )
         start = time.perf_counter()
-        scores = separate_files(inputs, prompts, Path(tmp) / "out", model_path, residual=residual,
-                                log=None, **kwargs)
+        scores = separate_files(inputs, prompts, Path(tmp) / "out", model_path, residual=residual, log=None, **kwargs)
         wall = time.perf_counter() - start
     if scores.attrs["skipped"]:
         raise RuntimeError(f"the benchmark skipped inputs: {scores.attrs['skipped']}")
     load = scores.attrs["timing"]["model_load_seconds"]
     audio = scores.attrs["timing"]["audio_seconds"]
-    return {"files": n_files, "audio_seconds": audio, "wall_seconds": wall, "audio_seconds_per_second": audio / wall,
-            "model_load_seconds": load, "model_load_share": load / wall, "prompts": len(prompts),
-            "sample_rate": sample_rate, "channels": channels, "threads": torch.get_num_threads()}
+    return {
+        "files": n_files,
+        "audio_seconds": audio,
+        "wall_seconds": wall,
+        "audio_seconds_per_second": audio / wall,
+        "model_load_seconds": load,
+        "model_load_share": load / wall,
+        "prompts": len(prompts),
+        "sample_rate": sample_rate,
+        "channels": channels,
+        "threads": torch.get_num_threads(),
+    }

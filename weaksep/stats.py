@@ -14,6 +14,7 @@ Regimes compared in one figure are resampled *together* (the same items, the
 same seed indices when they share their seeds), so a paired difference keeps
 its pairing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -36,8 +37,12 @@ def cell_means(rows: pd.DataFrame, metric: str) -> tuple[np.ndarray, list[int], 
     return table.to_numpy(dtype=np.float64), [int(s) for s in table.index], [int(i) for i in table.columns]
 
 
-def bootstrap(cells: Mapping[str, np.ndarray], statistic: Callable[[Mapping[str, np.ndarray]], np.ndarray],
-              n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> tuple[float, float, float]:
+def bootstrap(
+    cells: Mapping[str, np.ndarray],
+    statistic: Callable[[Mapping[str, np.ndarray]], np.ndarray],
+    n_boot: int = N_BOOT,
+    seed: int = BOOT_SEED,
+) -> tuple[float, float, float]:
     """The figure ``statistic`` of the cell means and its 95 % cluster-bootstrap interval.
 
     Args:

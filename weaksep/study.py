@@ -9,6 +9,7 @@ A :class:`Study` holds one profile and knows where things live:
 * ``results`` (``$WEAKSEP_RESULTS``, else ``results/`` for the quick profile
   and ``results/<profile>/`` for the others): tables, figures, model card.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,10 +46,19 @@ class Study:
     :class:`Profile`; keyword ``overrides`` change its settings.
     """
 
-    def __init__(self, profile: str | Profile | None = None, *, data_root: str | Path | None = None,
-                 results_dir: str | Path | None = None, clap_backend: str | None = None,
-                 clap_checkpoint: str | Path | None = None, tokenizer_dir: str | Path | None = None,
-                 manifests: str | Path | None = None, progress: bool = True, **overrides: Any) -> None:
+    def __init__(
+        self,
+        profile: str | Profile | None = None,
+        *,
+        data_root: str | Path | None = None,
+        results_dir: str | Path | None = None,
+        clap_backend: str | None = None,
+        clap_checkpoint: str | Path | None = None,
+        tokenizer_dir: str | Path | None = None,
+        manifests: str | Path | None = None,
+        progress: bool = True,
+        **overrides: Any,
+    ) -> None:
         if isinstance(profile, Profile):
             self.profile = profile.replace(**overrides) if overrides else profile
         else:
@@ -62,14 +72,17 @@ class Study:
         if self.manifests is not None:
             missing = [f"{sp}.csv" for sp in ("train", "test") if not (self.manifests / f"{sp}.csv").is_file()]
             if missing:
-                raise FileNotFoundError(f"manifest folder {self.manifests} lacks {missing} "
-                                        "(CSV files with a header 'path,label')")
+                raise FileNotFoundError(
+                    f"manifest folder {self.manifests} lacks {missing} (CSV files with a header 'path,label')"
+                )
         self.progress = progress
         self._clap: ClapBackend | None = None
         self._clap_sha: str | None = None
         if self.clap_backend == "laion" and self.clap_checkpoint is None:
-            raise ValueError("the laion CLAP backend needs its checkpoint: pass clap_checkpoint "
-                             "(e.g. music_audioset_epoch_15_esc_90.14.pt) or use clap_backend='proxy'")
+            raise ValueError(
+                "the laion CLAP backend needs its checkpoint: pass clap_checkpoint "
+                "(e.g. music_audioset_epoch_15_esc_90.14.pt) or use clap_backend='proxy'"
+            )
 
     # --- data -------------------------------------------------------------
     def clips(self, split: str, corpus: str = "instruments") -> ClipSet:
@@ -83,23 +96,42 @@ class Study:
         if self.manifests is None:
             return load_or_build_testset(self.cache, self.profile, n_sources, split, corpus)
         csv = self.manifests / f"{split}.csv"
-        key = hashlib.sha256(csv.read_bytes() + repr((self.profile.sample_rate, self.profile.clip_samples,
-                                                        self.profile.mixture_gain_db)).encode()).hexdigest()[:10]
+        key = hashlib.sha256(
+            csv.read_bytes()
+            + repr((self.profile.sample_rate, self.profile.clip_samples, self.profile.mixture_gain_db)).encode()
+        ).hexdigest()[:10]
         path = self.cache / self.profile.name / f"manifest-{key}" / f"{split}_n{n_sources}.pt"
         if path.exists():
             d = safe_torch_load(path, "test set")
             return Mixture(d["mixtures"], d["sources"], d["labels"], d["texts"], d["clip_indices"], d["gains_db"])
         size = self.profile.n_test_mixtures if split == "test" else self.profile.n_val_mixtures
         mix = build_mixtures(self.clips(split), n_sources, size, tuple(self.profile.mixture_gain_db), seed=n_sources)
-        atomic_torch_save({"mixtures": mix.mixtures, "sources": mix.sources, "labels": mix.labels, "texts": mix.texts,
-                           "clip_indices": mix.clip_indices, "gains_db": mix.gains_db}, path)
+        atomic_torch_save(
+            {
+                "mixtures": mix.mixtures,
+                "sources": mix.sources,
+                "labels": mix.labels,
+                "texts": mix.texts,
+                "clip_indices": mix.clip_indices,
+                "gains_db": mix.gains_db,
+            },
+            path,
+        )
         return mix
 
     # --- CLAP -------------------------------------------------------------
     def default_clap_path(self) -> Path:
         p = self.profile
-        key = p.config_hash("sample_rate", "clip_samples", "clips_per_class", "clap_soundfonts",
-                            "clap_pretrain_steps", "clap_batch_size", "clap_channels", "n_mels")
+        key = p.config_hash(
+            "sample_rate",
+            "clip_samples",
+            "clips_per_class",
+            "clap_soundfonts",
+            "clap_pretrain_steps",
+            "clap_batch_size",
+            "clap_channels",
+            "n_mels",
+        )
         from .clap.proxy import AUDIO_TOWER_VERSION
 
         return self.cache / p.name / "clap" / f"proxy-v{AUDIO_TOWER_VERSION}-{key}.pt"
@@ -108,8 +140,11 @@ class Study:
         """The frozen CLAP of this study; the default one is pretrained here when absent."""
         if self._clap is None:
             if self.clap_checkpoint is not None:
-                self._clap = load_clap(self.clap_backend, self.clap_checkpoint, tokenizer_dir=self.tokenizer_dir) \
-                    if self.clap_backend == "laion" else load_clap("proxy", self.clap_checkpoint)
+                self._clap = (
+                    load_clap(self.clap_backend, self.clap_checkpoint, tokenizer_dir=self.tokenizer_dir)
+                    if self.clap_backend == "laion"
+                    else load_clap("proxy", self.clap_checkpoint)
+                )
             else:
                 path = self.default_clap_path()
                 if not path.exists():
@@ -152,8 +187,11 @@ class Study:
         saved = safe_torch_load(self.clap_checkpoint, "CLAP checkpoint") if self.clap_backend == "proxy" else {}
         card = dict(saved.get("card") or {})
         if not card:  # a user-supplied checkpoint: measure it here
-            card = {"backend": self.clap_backend, "checkpoint": str(self.clap_checkpoint),
-                    **evaluate_clap(clap, self.profile, self.cache)}
+            card = {
+                "backend": self.clap_backend,
+                "checkpoint": str(self.clap_checkpoint),
+                **evaluate_clap(clap, self.profile, self.cache),
+            }
         write_model_card(card, self.results / "clap_card.json")
         if self.clap_backend == "proxy":  # ship it beside the models, for `weaksep separate` elsewhere
             dest = self.results / "models" / "clap_proxy.pt"
@@ -166,8 +204,11 @@ class Study:
         assert self.clap_checkpoint is not None
         if self._clap_sha is None:
             self._clap_sha = file_sha256(self.clap_checkpoint)
-        return {"backend": self.clap_backend, "checkpoint": portable_path(self.clap_checkpoint, self.cache),
-                "sha256": self._clap_sha}
+        return {
+            "backend": self.clap_backend,
+            "checkpoint": portable_path(self.clap_checkpoint, self.cache),
+            "sha256": self._clap_sha,
+        }
 
     # --- training ---------------------------------------------------------
     def run_config(self, regime: str, n_sources: int, seed: int = 0, **overrides: Any) -> RunConfig:
@@ -176,20 +217,33 @@ class Study:
         if label_fraction is None:
             label_fraction = p.label_fraction if regime == "semi" else 1.0
         return RunConfig(
-            regime=regime, n_sources=n_sources, profile=p.to_dict(), seed=seed,
-            steps=overrides.pop("steps", p.steps), label_fraction=label_fraction,
+            regime=regime,
+            n_sources=n_sources,
+            profile=p.to_dict(),
+            seed=seed,
+            steps=overrides.pop("steps", p.steps),
+            label_fraction=label_fraction,
             contrastive_weight=overrides.pop("contrastive_weight", p.contrastive_weight),
             reconstruction_weight=overrides.pop("reconstruction_weight", p.reconstruction_weight),
-            clap=self.clap_info(), data=self.data_name(), code=code_version(), version=__version__,
-            commit=git_commit(), **overrides,
+            clap=self.clap_info(),
+            data=self.data_name(),
+            code=code_version(),
+            version=__version__,
+            commit=git_commit(),
+            **overrides,
         )
 
     def data_name(self) -> str:
         """Where the clips come from, as saved in run configs: ``rendered`` or ``manifests:<folder>:<hash>``."""
         if self.manifests is None:
             return "rendered"
-        digest = hashlib.sha256(b"".join((self.manifests / f"{sp}.csv").read_bytes()
-                                         for sp in ("train", "val", "test") if (self.manifests / f"{sp}.csv").exists()))
+        digest = hashlib.sha256(
+            b"".join(
+                (self.manifests / f"{sp}.csv").read_bytes()
+                for sp in ("train", "val", "test")
+                if (self.manifests / f"{sp}.csv").exists()
+            )
+        )
         return f"manifests:{self.manifests.name}:{digest.hexdigest()[:10]}"
 
     def text_cache_path(self) -> Path:
@@ -201,10 +255,23 @@ class Study:
         tag = f"{cfg.regime}-n{cfg.n_sources}"
         if cfg.regime in ("sup", "semi") and cfg.label_fraction < 1:
             tag += f"-f{cfg.label_fraction:g}"
-        return self.cache / self.profile.name / "runs" / f"{tag}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+        return (
+            self.cache
+            / self.profile.name
+            / "runs"
+            / f"{tag}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+        )
 
-    def train(self, regime: str, n_sources: int, seed: int = 0, out_dir: str | Path | None = None,
-              snapshots: bool = False, validate: bool = True, **overrides: Any) -> Path:
+    def train(
+        self,
+        regime: str,
+        n_sources: int,
+        seed: int = 0,
+        out_dir: str | Path | None = None,
+        snapshots: bool = False,
+        validate: bool = True,
+        **overrides: Any,
+    ) -> Path:
         """Train (or reuse, or resume) a run; returns the path of the model to use.
 
         With ``validate`` (the default) the run is scored on the validation
@@ -222,8 +289,17 @@ class Study:
                 if continue_from(shorter, cfg, out):
                     break
         val = self.testset(cfg.n_sources, "val", cfg.corpus) if validate else None
-        return train(cfg, self.profile, self.clips("train", cfg.corpus), self.clap(), out, val=val,
-                     progress=self.progress, snapshots=snapshots, text_cache=self.text_cache_path())
+        return train(
+            cfg,
+            self.profile,
+            self.clips("train", cfg.corpus),
+            self.clap(),
+            out,
+            val=val,
+            progress=self.progress,
+            snapshots=snapshots,
+            text_cache=self.text_cache_path(),
+        )
 
     def _shorter_runs(self, cfg: RunConfig) -> list[Path]:
         """Cached runs of ``cfg`` with fewer steps, longest first."""
@@ -249,8 +325,14 @@ class Study:
         return load_separator(path)[0]
 
     # --- evaluation -------------------------------------------------------
-    def evaluate(self, runs: dict[str, str | Path], n_sources: int, split: str = "test",
-                 with_clean: bool = False, corpus: str = "instruments") -> pd.DataFrame:
+    def evaluate(
+        self,
+        runs: dict[str, str | Path],
+        n_sources: int,
+        split: str = "test",
+        with_clean: bool = False,
+        corpus: str = "instruments",
+    ) -> pd.DataFrame:
         """Per-query rows of the models ``runs`` (label -> model path) on the saved ``split`` mixtures.
 
         Adds the columns ``regime``, ``label_fraction`` and ``n_sources``; the
@@ -258,26 +340,41 @@ class Study:
         ``with_clean``, the clean sources as ``clean`` (CLAP columns only).
         """
         loaded = {label: load_separator(path) for label, path in runs.items()}
-        df = evaluate_separators({k: m for k, (m, _) in loaded.items()}, self.clap(), self.testset(n_sources, split, corpus),
-                                 self.profile.sample_rate, self.profile.eval_batch_size, with_clean=with_clean)
+        df = evaluate_separators(
+            {k: m for k, (m, _) in loaded.items()},
+            self.clap(),
+            self.testset(n_sources, split, corpus),
+            self.profile.sample_rate,
+            self.profile.eval_batch_size,
+            with_clean=with_clean,
+        )
         fixed = {"mixture": "mixture", "clean": "clean"}
         regime = {k: cfg["regime"] for k, (_, cfg) in loaded.items()} | fixed
-        fraction = {k: (cfg["label_fraction"] if cfg["regime"] in ("sup", "semi") else 0.0)
-                    for k, (_, cfg) in loaded.items()} | {k: 0.0 for k in fixed}
+        fraction = {
+            k: (cfg["label_fraction"] if cfg["regime"] in ("sup", "semi") else 0.0) for k, (_, cfg) in loaded.items()
+        } | {k: 0.0 for k in fixed}
         df["regime"] = df["run"].map(regime)
         df["label_fraction"] = df["run"].map(fraction)
         df["n_sources"] = n_sources
         return df
 
-    def write_table(self, name: str, table: str, query_rows: pd.DataFrame, config: dict[str, Any] | None = None) -> pd.DataFrame:
+    def write_table(
+        self, name: str, table: str, query_rows: pd.DataFrame, config: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """Summarise per-query rows into ``results/<name>.csv`` (plus the rows and the config beside it)."""
         summary = summarise_table(query_rows, table, self.profile.name)
         save_table(summary, self.results / f"{name}.csv")
         self._write_beside(name, query_rows, config)
         return summary
 
-    def write_ablation(self, section: str, query_rows: pd.DataFrame, reference: str | dict[str, str] | None = None,
-                       values: dict[str, float] | None = None, config: dict[str, Any] | None = None) -> pd.DataFrame:
+    def write_ablation(
+        self,
+        section: str,
+        query_rows: pd.DataFrame,
+        reference: str | dict[str, str] | None = None,
+        values: dict[str, float] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
         """``results/07_ablations_<section>.csv`` from per-query rows with a ``setting`` column
         (see :mod:`weaksep.ablations`), plus the rows and the config beside it."""
         from .ablations import save_ablation, summarise_ablation
@@ -292,7 +389,9 @@ class Study:
         """``queries/<name>.csv`` (the per-query rows) and ``configs/<name>.json`` (what made the table)."""
         atomic_write_text(self.results / "queries" / f"{name}.csv", query_rows.to_csv(index=False))
         cfg = {"profile": self.profile.to_dict(), "version": __version__, "clap": self.clap_info(), **(config or {})}
-        atomic_write_text(self.results / "configs" / f"{name}.json", json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n")
+        atomic_write_text(
+            self.results / "configs" / f"{name}.json", json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n"
+        )
 
     def export_run(self, model_path: str | Path, name: str) -> Path:
         """Copy a finished run's model and training log into ``results/models`` and ``results/runs``."""

@@ -22,6 +22,7 @@ shortfall from 100 % (>= 95 %). The verdict is "reproduced" only when the
 whole interval clears the bar, "not reproduced" when the whole interval falls
 short of it, and "inconclusive" otherwise.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -86,22 +87,36 @@ PAPER_CLAIMS: list[dict[str, Any]] = [
     },
 ]
 
-PAPER_CLAIMS.append({
-    "claim": "weak_vs_unsup_events_n2",
-    "description": "SDR gain of weak-supervised over unsupervised on captioned sound events, 2-source "
-                   "(paper: VGGSound and AudioCaps; it states an improvement, our summary of it has no figure, "
-                   "so the sign is judged)",
-    "paper": float("nan"),
-    "unit": "dB",
-    "kind": "sign",
-    "table": "captioned_events",
-    "n_sources": 2,
-})
+PAPER_CLAIMS.append(
+    {
+        "claim": "weak_vs_unsup_events_n2",
+        "description": "SDR gain of weak-supervised over unsupervised on captioned sound events, 2-source "
+        "(paper: VGGSound and AudioCaps; it states an improvement, our summary of it has no figure, "
+        "so the sign is judged)",
+        "paper": float("nan"),
+        "unit": "dB",
+        "kind": "sign",
+        "table": "captioned_events",
+        "n_sources": 2,
+    }
+)
 
 SEMI_FRACTION = 0.05
 CLAIM_METRICS = ("sdr", "si_sdr")
-COMPARISON_COLUMNS = ["claim", "metric", "description", "unit", "paper", "ours", "ci_low", "ci_high", "threshold",
-                      "verdict", "n_seeds", "sentence"]
+COMPARISON_COLUMNS = [
+    "claim",
+    "metric",
+    "description",
+    "unit",
+    "paper",
+    "ours",
+    "ci_low",
+    "ci_high",
+    "threshold",
+    "verdict",
+    "n_seeds",
+    "sentence",
+]
 
 
 def load_tables(results_dir: str | Path) -> dict[str, pd.DataFrame]:
@@ -138,8 +153,9 @@ def _semi_fraction(queries: Mapping[str, pd.DataFrame]) -> float:
     return float(fr.min()) if len(fr) else SEMI_FRACTION
 
 
-def _regime_rows(queries: Mapping[str, pd.DataFrame], table: str, regime: str, n: int,
-                 label_fraction: float | None = None) -> pd.DataFrame:
+def _regime_rows(
+    queries: Mapping[str, pd.DataFrame], table: str, regime: str, n: int, label_fraction: float | None = None
+) -> pd.DataFrame:
     """Per-query rows of ``regime`` on the N = ``n`` test mixtures of ``table``.
 
     With ``label_fraction`` the rows must have that fraction; without, the
@@ -165,24 +181,45 @@ def _fmt(x: float, unit: str) -> str:
     return f"{x:+.1f} dB" if unit == "dB" else f"{x:.1f} %"
 
 
-def _claim_regimes(claim: dict[str, Any], queries: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
+def _claim_regimes(
+    claim: dict[str, Any], queries: Mapping[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
     n = claim["n_sources"]
     if claim["claim"].startswith("weak_vs_unsup"):
-        return (_regime_rows(queries, claim["table"], "weak", n), _regime_rows(queries, claim["table"], "unsup", n),
-                "weak", "unsup")
+        return (
+            _regime_rows(queries, claim["table"], "weak", n),
+            _regime_rows(queries, claim["table"], "unsup", n),
+            "weak",
+            "unsup",
+        )
     if claim["kind"] == "share":
-        return (_regime_rows(queries, claim["table"], "weak", n), _regime_rows(queries, claim["table"], "sup", n),
-                "weak", "sup")
+        return (
+            _regime_rows(queries, claim["table"], "weak", n),
+            _regime_rows(queries, claim["table"], "sup", n),
+            "weak",
+            "sup",
+        )
     frac = _semi_fraction(queries)
     at = f"@{frac * 100:g}%"
-    return (_regime_rows(queries, claim["table"], "semi", n, frac), _regime_rows(queries, claim["table"], "sup", n, frac),
-            "semi" + at, "sup" + at)
+    return (
+        _regime_rows(queries, claim["table"], "semi", n, frac),
+        _regime_rows(queries, claim["table"], "sup", n, frac),
+        "semi" + at,
+        "sup" + at,
+    )
 
 
 def _compare_claim(claim: dict[str, Any], queries: Mapping[str, pd.DataFrame], metric: str) -> dict[str, Any]:
     row = {k: claim[k] for k in ("claim", "description", "unit", "paper")}
-    row.update(metric=metric, ours=float("nan"), ci_low=float("nan"), ci_high=float("nan"),
-               threshold=float("nan"), verdict="not run", n_seeds=0)
+    row.update(
+        metric=metric,
+        ours=float("nan"),
+        ci_low=float("nan"),
+        ci_high=float("nan"),
+        threshold=float("nan"),
+        verdict="not run",
+        n_seeds=0,
+    )
     n, unit, paper = claim["n_sources"], claim["unit"], claim["paper"]
     try:
         new_rows, base_rows, new_name, base_name = _claim_regimes(claim, queries)
@@ -192,7 +229,10 @@ def _compare_claim(claim: dict[str, Any], queries: Mapping[str, pd.DataFrame], m
     new_cells, new_seeds, new_items = cell_means(new_rows, metric)
     base_cells, base_seeds, base_items = cell_means(base_rows, metric)
     if new_items != base_items:
-        row.update(verdict="not run", sentence=f"Not comparable: {new_name} and {base_name} were scored on other test mixtures.")
+        row.update(
+            verdict="not run",
+            sentence=f"Not comparable: {new_name} and {base_name} were scored on other test mixtures.",
+        )
         return row
     row["n_seeds"] = min(len(new_seeds), len(base_seeds))
     cells = {"new": new_cells, "base": base_cells}
@@ -203,9 +243,13 @@ def _compare_claim(claim: dict[str, Any], queries: Mapping[str, pd.DataFrame], m
         statistic = lambda r: r["new"] - r["base"]  # noqa: E731
     elif b <= 0:
         diff, low, high = bootstrap(cells, lambda r: r["new"] - r["base"])
-        row.update(verdict="not comparable", sentence=(
-            f"Not comparable: {base_name} {name} is {b:.2f} dB (<= 0), so a relative figure is meaningless; "
-            f"the difference is {diff:+.2f} dB [{low:+.2f}, {high:+.2f}] ({levels}; paper {_fmt(paper, unit)})."))
+        row.update(
+            verdict="not comparable",
+            sentence=(
+                f"Not comparable: {base_name} {name} is {b:.2f} dB (<= 0), so a relative figure is meaningless; "
+                f"the difference is {diff:+.2f} dB [{low:+.2f}, {high:+.2f}] ({levels}; paper {_fmt(paper, unit)})."
+            ),
+        )
         return row
     elif claim["kind"] == "share":
         statistic = lambda r: r["new"] / r["base"] * 100  # noqa: E731
@@ -224,8 +268,10 @@ def _compare_claim(claim: dict[str, Any], queries: Mapping[str, pd.DataFrame], m
         what = f"{new_name} {'beats' if ours > 0 else 'trails'} {base_name} by {_fmt(abs(ours), unit).lstrip('+')}"
         rule = f"need >= {_fmt(threshold, unit).lstrip('+')}: the paper's sign and half its effect"
     row.update(ours=ours, ci_low=low, ci_high=high, threshold=threshold, verdict=judged)
-    row["sentence"] = (f"{judged.capitalize()}: {what} {name} at N={n}, 95 % interval "
-                       f"[{_fmt(low, unit)}, {_fmt(high, unit)}] (paper {_fmt(paper, unit)}; {rule}; {levels}).")
+    row["sentence"] = (
+        f"{judged.capitalize()}: {what} {name} at N={n}, 95 % interval "
+        f"[{_fmt(low, unit)}, {_fmt(high, unit)}] (paper {_fmt(paper, unit)}; {rule}; {levels})."
+    )
     return row
 
 
@@ -256,9 +302,11 @@ def metric_disagreements(claims: pd.DataFrame) -> list[str]:
     for claim, group in claims.groupby("claim", sort=False):
         v = dict(zip(group["metric"], group["verdict"]))
         if len(set(v.values())) > 1:
-            out.append(f"{claim}: bss_eval SDR says '{v.get('sdr')}' but SI-SDR says '{v.get('si_sdr')}'; "
-                       "bss_eval's 512-tap distortion filter forgives spectral shaping (e.g. a low-passed estimate) "
-                       "that SI-SDR counts as error.")
+            out.append(
+                f"{claim}: bss_eval SDR says '{v.get('sdr')}' but SI-SDR says '{v.get('si_sdr')}'; "
+                "bss_eval's 512-tap distortion filter forgives spectral shaping (e.g. a low-passed estimate) "
+                "that SI-SDR counts as error."
+            )
     return out
 
 
@@ -273,7 +321,9 @@ def sdr_overview(tables: Mapping[str, pd.DataFrame] | str | Path) -> pd.DataFram
     parts = [tables[name] for name in TABLE_FILES if name in tables]
     parts += [df for name, df in tables.items() if name not in TABLE_FILES]
     if not parts:
-        return pd.DataFrame(columns=["table", "n_sources", "regime", "label_fraction", "mean", "ci95", "median", "n_queries", "profile"])
+        return pd.DataFrame(
+            columns=["table", "n_sources", "regime", "label_fraction", "mean", "ci95", "median", "n_queries", "profile"]
+        )
     df = pd.concat(parts, ignore_index=True)
     df = df[df["metric"] == "sdr"].drop(columns=["metric"])
     return df.reset_index(drop=True)
@@ -330,8 +380,9 @@ def summary_markdown(results_dir: str | Path, ablations: Sequence[Path] | None =
         "twice the paper's shortfall from 100 %), not reproduced when the whole interval falls short, "
         "inconclusive otherwise.",
         "",
-        to_markdown(claims[["claim", "metric", "unit", "paper", "ours", "ci_low", "ci_high", "verdict", "n_seeds"]],
-                    digits=1),
+        to_markdown(
+            claims[["claim", "metric", "unit", "paper", "ours", "ci_low", "ci_high", "verdict", "n_seeds"]], digits=1
+        ),
         *(["Where the metrics disagree:", "", *[f"- {d}" for d in disagree], ""] if disagree else []),
         "## In words",
         "",

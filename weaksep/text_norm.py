@@ -8,6 +8,7 @@ of mixture texts ("violin, flute and cello", or captions for sound events),
 computed once from the CLAP. The function is then the same for every regime,
 whatever text that regime trains on.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -10,6 +10,7 @@ SDR has plateaued (:func:`plateau_rise`). The test mixtures choose nothing.
 The command line is ``weaksep train`` (:mod:`weaksep.cli`); ``python -m
 weaksep.train`` is the same command, for ``torchrun``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -67,13 +68,27 @@ def build_separator(cfg: RunConfig, profile: Profile, clap: ClapBackend, clips: 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig, profile: Profile, device: torch.device) -> torch.optim.Adam:
     """Adam at the run's learning rate; fused (one kernel for all parameters) where torch offers it."""
-    return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=profile.weight_decay,
-                            fused=device.type in ("cpu", "cuda"))
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=cfg.learning_rate,
+        weight_decay=profile.weight_decay,
+        fused=device.type in ("cpu", "cuda"),
+    )
 
 
-def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, out_dir: str | Path, *,
-          val: Mixture | None = None, progress: bool = True, stop_after: int | None = None,
-          snapshots: bool = False, text_cache: str | Path | None = None) -> Path:
+def train(
+    cfg: RunConfig,
+    profile: Profile,
+    clips: ClipSet,
+    clap: ClapBackend,
+    out_dir: str | Path,
+    *,
+    val: Mixture | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    snapshots: bool = False,
+    text_cache: str | Path | None = None,
+) -> Path:
     """Train (or resume) the run ``cfg`` in ``out_dir``; return the path of the model to use.
 
     ``out_dir`` receives ``config.json``, ``log.csv`` (every loss term per
@@ -96,8 +111,10 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
     if final.exists():
         done = read_checkpoint(final)
         if not same_run(done["run_config"], cfg):
-            raise ValueError(f"{out} already holds a finished run of another config "
-                             f"({why_not_same_run(done['run_config'], cfg)}); choose another --out")
+            raise ValueError(
+                f"{out} already holds a finished run of another config "
+                f"({why_not_same_run(done['run_config'], cfg)}); choose another --out"
+            )
         return chosen if chosen.exists() else final
     if rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -113,8 +130,10 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
     if ckpt_path.exists():
         state = read_checkpoint(ckpt_path)
         if not same_run(state["run_config"], cfg):
-            raise ValueError(f"{ckpt_path} was written by another config ({why_not_same_run(state['run_config'], cfg)}); "
-                             "remove it or choose another --out")
+            raise ValueError(
+                f"{ckpt_path} was written by another config ({why_not_same_run(state['run_config'], cfg)}); "
+                "remove it or choose another --out"
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -132,8 +151,13 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
 
     model.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc=f"{cfg.regime} N={cfg.n_sources}",
-               disable=not (progress and rt.is_main))
+    bar = tqdm(
+        range(start, end),
+        initial=start,
+        total=cfg.steps,
+        desc=f"{cfg.regime} N={cfg.n_sources}",
+        disable=not (progress and rt.is_main),
+    )
     t_last = time.time()
     stopped_early = False
     for step in bar:
@@ -143,7 +167,8 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
         for name, value in terms.items():
             if not math.isfinite(float(value.detach())):
                 raise NonFiniteLossError(
-                    f"step {step}: loss term {name} = {float(value.detach())}; the last good checkpoint is {ckpt_path}")
+                    f"step {step}: loss term {name} = {float(value.detach())}; the last good checkpoint is {ckpt_path}"
+                )
         opt.zero_grad(set_to_none=True)
         terms["loss_total"].backward()
         opt.step()
@@ -166,8 +191,12 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
                 if scores["val_sdr"] > best_before:
                     save_checkpoint(best_path, model, cfg.to_dict(), done_steps)
                 rise = plateau_rise([int(r["step"]) for r in val_rows], [float(r["val_sdr"]) for r in val_rows])
-                stopped_early = (done_steps >= profile.min_steps_fraction * cfg.steps
-                                 and rise is not None and rise < profile.plateau_db and done_steps < cfg.steps)
+                stopped_early = (
+                    done_steps >= profile.min_steps_fraction * cfg.steps
+                    and rise is not None
+                    and rise < profile.plateau_db
+                    and done_steps < cfg.steps
+                )
             save_checkpoint(ckpt_path, model, cfg.to_dict(), done_steps, opt, sched)
             _write_csv(out / "log.csv", log_rows, ["step", *LOSS_TERMS, "lr", "seconds"])
             if snapshots:
@@ -191,16 +220,24 @@ def train(cfg: RunConfig, profile: Profile, clips: ClipSet, clap: ClapBackend, o
     return chosen if (end == cfg.steps or stopped_early) and chosen.exists() else final
 
 
-def _write_selection(out: Path, val_rows: list[dict[str, Any]], stop_step: int, stopped_early: bool,
-                     plateau_db: float) -> None:
+def _write_selection(
+    out: Path, val_rows: list[dict[str, Any]], stop_step: int, stopped_early: bool, plateau_db: float
+) -> None:
     """``selection.json``: the chosen (best validation) step, where training stopped, and whether it plateaued."""
     steps = [int(r["step"]) for r in val_rows]
     sdr = [float(r["val_sdr"]) for r in val_rows]
     best = max(range(len(sdr)), key=lambda i: sdr[i])
     rise = plateau_rise(steps, sdr)
-    selection = {"best_step": steps[best], "best_val_sdr": sdr[best], "best_val_si_sdr": float(val_rows[best]["val_si_sdr"]),
-                 "stop_step": stop_step, "stopped_early": stopped_early,
-                 "rise_last_fifth_db": rise, "plateau_db": plateau_db, "plateaued": rise is not None and rise < plateau_db}
+    selection = {
+        "best_step": steps[best],
+        "best_val_sdr": sdr[best],
+        "best_val_si_sdr": float(val_rows[best]["val_si_sdr"]),
+        "stop_step": stop_step,
+        "stopped_early": stopped_early,
+        "rise_last_fifth_db": rise,
+        "plateau_db": plateau_db,
+        "plateaued": rise is not None and rise < plateau_db,
+    }
     atomic_write_text(out / "selection.json", json.dumps(selection, indent=2) + "\n")
 
 
@@ -226,7 +263,7 @@ def continue_from(shorter_run: str | Path, cfg: RunConfig, out_dir: str | Path) 
         for snap in sorted((src / name).glob("step_*.pt")):
             atomic_write_bytes(out / name / snap.name, snap.read_bytes())
     last = out / "snapshots" / f"step_{state['step']:07d}.pt"
-    if (src / "model.pt").exists() and not last.exists() and (src / "snapshots").exists():
+    if (src / "model.pt").exists() and not last.exists():
         atomic_write_bytes(last, (src / "model.pt").read_bytes())  # the shorter run's end is a point of the curve
     state["model_config"] = json.dumps(state["model_config"])
     state["run_config"] = json.dumps(cfg.to_dict(), sort_keys=True, default=str)

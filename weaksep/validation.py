@@ -4,6 +4,7 @@ Every run is scored on the same saved validation mixtures at each checkpoint
 (bss_eval SDR and SI-SDR, mean over all queries, a silent estimate counted at
 ``SILENT_FLOOR_DB``); the table then uses the best validation checkpoint.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@
 ``proxy`` (default): the study's own audio-text model, pretrained here offline.
 ``laion``: LAION-CLAP, for users who have its checkpoint.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

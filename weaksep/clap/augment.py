@@ -5,6 +5,7 @@ from what it will be asked about: another soundfont's timbre (EQ, pitch),
 rooms (reverb), and the leakage and noise of a separator's estimates
 (a faint interfering clip, noise). All act on a batch (B, T) at once.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,7 +71,9 @@ def random_speed(wav: Tensor, sample_rate: int, g: torch.Generator, max_semitone
     return out[..., :t] if out.shape[-1] >= t else torch.nn.functional.pad(out, (0, t - out.shape[-1]))
 
 
-def add_interference(wav: Tensor, others: Tensor, g: torch.Generator, db: tuple[float, float] = (-25.0, -8.0)) -> Tensor:
+def add_interference(
+    wav: Tensor, others: Tensor, g: torch.Generator, db: tuple[float, float] = (-25.0, -8.0)
+) -> Tensor:
     """Add ``others`` (B, T) at a random level of ``db`` relative to each clip."""
     rms = lambda x: x.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-8)  # noqa: E731
     level = 10 ** (_uniform(wav.shape[0], *db, g)[:, None] / 20)

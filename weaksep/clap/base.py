@@ -5,6 +5,7 @@ and it stays in eval mode whatever ``train()`` is called on the module that
 holds it. Gradients still flow *through* its audio encoder to the waveform,
 which the bi-modal contrastive loss needs.
 """
+
 from __future__ import annotations
 
 from abc import abstractmethod
@@ -61,12 +62,12 @@ class ClapBackend(nn.Module):
     def prompt(self, entity: str) -> str:
         return self.prompt_template.format(entity=entity)
 
-    def freeze(self) -> "ClapBackend":
+    def freeze(self) -> ClapBackend:
         for p in self.parameters():
             p.requires_grad_(False)
         return super().train(False)
 
-    def train(self, mode: bool = True) -> "ClapBackend":
+    def train(self, mode: bool = True) -> ClapBackend:
         # A frozen backend never switches to training mode (no dropout, no
         # batch-norm statistics updates) when the separator does.
         return super().train(False)
@@ -79,7 +80,9 @@ class ClapBackend(nn.Module):
     @torch.no_grad()
     def _encode_missing(self, prompts: list[str], need_states: bool) -> None:
         """Encode the prompts not yet cached (embeddings always, token states when asked)."""
-        missing = sorted({p for p in prompts if p not in self._text_cache or (need_states and p not in self._state_cache)})
+        missing = sorted(
+            {p for p in prompts if p not in self._text_cache or (need_states and p not in self._state_cache)}
+        )
         if not missing:
             return
         emb, states, mask = self._encode_text(missing)
@@ -122,8 +125,10 @@ class ClapBackend(nn.Module):
         saved = safe_torch_load(path, "text-embedding cache")
         prompts, emb = saved["prompts"], saved["embeddings"]
         if emb.shape != (len(prompts), self.embed_dim):
-            raise ValueError(f"text-embedding cache {path} holds {tuple(emb.shape)} embeddings, "
-                             f"expected ({len(prompts)}, {self.embed_dim}); delete it")
+            raise ValueError(
+                f"text-embedding cache {path} holds {tuple(emb.shape)} embeddings, "
+                f"expected ({len(prompts)}, {self.embed_dim}); delete it"
+            )
         for p, e in zip(prompts, emb):
             self._text_cache.setdefault(p, e)
         return len(prompts)
@@ -131,8 +136,15 @@ class ClapBackend(nn.Module):
     def save_text_cache(self, path: str | Path) -> None:
         """Save every cached embedding (not the token states) to ``path``, atomically."""
         prompts = sorted(self._text_cache)
-        atomic_torch_save({"prompts": prompts, "embeddings": torch.stack([self._text_cache[p] for p in prompts])
-                           if prompts else torch.zeros(0, self.embed_dim)}, path)
+        atomic_torch_save(
+            {
+                "prompts": prompts,
+                "embeddings": torch.stack([self._text_cache[p] for p in prompts])
+                if prompts
+                else torch.zeros(0, self.embed_dim),
+            },
+            path,
+        )
 
     def embed_audio(self, wav: Tensor, sample_rate: int) -> Tensor:
         """Waveforms (B, T) at ``sample_rate`` Hz -> (B, D) L2-normalised embeddings.

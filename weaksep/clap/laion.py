@@ -25,6 +25,7 @@ text tower), built by laion_clap's model factory exactly as its
   Where the authors pick crops of clips longer than 10 s at random, this
   wrapper picks them deterministically (see :func:`_fusion_input`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,9 +35,9 @@ import os
 import pickle
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -45,10 +46,10 @@ from torch import Tensor
 
 from weaksep.clap.base import DEFAULT_TEMPLATE, ClapBackend
 
-SAMPLE_RATE = 48_000          # LAION-CLAP's audio rate, Hz
-CLIP_SAMPLES = 480_000        # the audio tower sees exactly 10 s at 48 kHz
-MAX_TEXT_TOKENS = 77          # the authors' tokenizer call pads/truncates to 77 tokens
-ROBERTA_VOCAB_SIZE = 50_265   # entries of roberta-base's vocab.json
+SAMPLE_RATE = 48_000  # LAION-CLAP's audio rate, Hz
+CLIP_SAMPLES = 480_000  # the audio tower sees exactly 10 s at 48 kHz
+MAX_TEXT_TOKENS = 77  # the authors' tokenizer call pads/truncates to 77 tokens
+ROBERTA_VOCAB_SIZE = 50_265  # entries of roberta-base's vocab.json
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
 HF_TOKENIZER_REPOS = ("roberta-base", "FacebookAI/roberta-base")
 
@@ -60,6 +61,7 @@ _STALE_TEXT_KEYS = ("text_branch.embeddings.position_ids",)
 
 
 # --- laion_clap, imported lazily and offline ---------------------------------
+
 
 @contextlib.contextmanager
 def _hub_offline() -> Iterator[None]:
@@ -105,6 +107,7 @@ def _clap_module() -> ModuleType:
 
 # --- checkpoint ---------------------------------------------------------------
 
+
 def load_laion_state_dict(path: str | Path, weights_only: bool = True) -> dict[str, Tensor]:
     """Read a LAION-CLAP checkpoint into a plain state dict (``module.`` prefixes removed).
 
@@ -129,7 +132,7 @@ def load_laion_state_dict(path: str | Path, weights_only: bool = True) -> dict[s
         raise ValueError(
             f"{path} is not a LAION-CLAP checkpoint: expected a dict of tensors, or one under 'state_dict'"
         )
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
 def _require(state: dict[str, Tensor], key: str, path: str | Path) -> Tensor:
@@ -204,13 +207,18 @@ def build_clap_model(audio_model: str, enable_fusion: bool, fusion_type: str, te
     clap_module = _clap_module()
     with _hub_offline(), mock.patch.object(sys.modules["clap_module.model"], "RobertaModel", _UntrainedRoberta):
         model, _ = clap_module.create_model(
-            audio_model, "roberta", precision="fp32", device=torch.device("cpu"),
-            enable_fusion=enable_fusion, fusion_type=fusion_type,
+            audio_model,
+            "roberta",
+            precision="fp32",
+            device=torch.device("cpu"),
+            enable_fusion=enable_fusion,
+            fusion_type=fusion_type,
         )
     return model
 
 
 # --- tokenizer ------------------------------------------------------------------
+
 
 def _hf_cache_tokenizer_dir() -> Path | None:
     """A local Hugging Face cache snapshot holding roberta-base's vocab.json and merges.txt, if any."""
@@ -261,9 +269,7 @@ def load_roberta_tokenizer(tokenizer_dir: str | Path | None, expected_vocab_size
             "(roberta-base's vocab.json has 50265)"
         )
     with _hub_offline():
-        tokenizer = RobertaTokenizer(
-            vocab=str(tokenizer_dir / "vocab.json"), merges=str(tokenizer_dir / "merges.txt")
-        )
+        tokenizer = RobertaTokenizer(vocab=str(tokenizer_dir / "vocab.json"), merges=str(tokenizer_dir / "merges.txt"))
     if tokenizer.vocab_size != expected_vocab_size:
         raise ValueError(
             f"the tokenizer built from {tokenizer_dir} has {tokenizer.vocab_size} tokens, expected "
@@ -273,6 +279,7 @@ def load_roberta_tokenizer(tokenizer_dir: str | Path | None, expected_vocab_size
 
 
 # --- audio input, as the authors prepare it, on tensors -------------------------
+
 
 def _quantise_int16(wav: Tensor) -> Tensor:
     """The authors' float -> int16 -> float round trip, with an identity gradient.
@@ -396,9 +403,17 @@ class LaionClap(ClapBackend):
 
         return torch.nn.Sequential(
             torchaudio.transforms.MelSpectrogram(
-                sample_rate=audio_cfg.sample_rate, n_fft=audio_cfg.window_size, win_length=audio_cfg.window_size,
-                hop_length=audio_cfg.hop_size, center=True, pad_mode="reflect", power=2.0, norm=None,
-                n_mels=audio_cfg.mel_bins, f_min=audio_cfg.fmin, f_max=audio_cfg.fmax,
+                sample_rate=audio_cfg.sample_rate,
+                n_fft=audio_cfg.window_size,
+                win_length=audio_cfg.window_size,
+                hop_length=audio_cfg.hop_size,
+                center=True,
+                pad_mode="reflect",
+                power=2.0,
+                norm=None,
+                n_mels=audio_cfg.mel_bins,
+                f_min=audio_cfg.fmin,
+                f_max=audio_cfg.fmax,
             ),
             torchaudio.transforms.AmplitudeToDB(top_db=None),
         )

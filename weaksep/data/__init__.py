@@ -8,6 +8,7 @@ for a MUSIC, VGGSound or AudioCaps download (``detect_layout`` tells which) and
 ``write_fixture`` a tiny dataset in one of those layouts. ``python -m
 weaksep.data render|prepare|fixture`` does these from the command line.
 """
+
 from .captions import caption_entities, caption_for, parse_caption, phrase_class
 from .classes import CORPORA, EVENTS, INSTRUMENTS, corpus_classes, slug
 from .corpus import SPLITS, ClipSet, clip_rows, corpus_dir, load_clips, render_corpus
@@ -35,11 +36,45 @@ from .render import ClipRenderer, make_score, render_clip
 from .soundfonts import available_soundfonts, find_soundfont
 
 __all__ = [
-    "CORPORA", "SPLITS", "EVENTS", "INSTRUMENTS", "ClipSet", "Mixture", "MixBatch", "MixtureSampler",
-    "ManifestClips", "ManifestError", "ClipRenderer", "available_soundfonts", "build_mixtures",
-    "caption_entities", "caption_for", "clip_rows", "corpus_classes", "corpus_dir", "find_soundfont",
-    "labelled_subset", "load_audio", "load_clips", "load_manifest", "load_or_build_testset",
-    "make_score", "mixture_text", "parse_caption", "phrase_class", "render_clip", "render_corpus", "slug",
-    "FixtureRecord", "LayoutError", "LayoutReport", "detect_layout", "music_split", "prepare_data",
-    "prepare_layout", "read_fixture_record", "vggsound_split", "write_fixture",
+    "CORPORA",
+    "SPLITS",
+    "EVENTS",
+    "INSTRUMENTS",
+    "ClipSet",
+    "Mixture",
+    "MixBatch",
+    "MixtureSampler",
+    "ManifestClips",
+    "ManifestError",
+    "ClipRenderer",
+    "available_soundfonts",
+    "build_mixtures",
+    "caption_entities",
+    "caption_for",
+    "clip_rows",
+    "corpus_classes",
+    "corpus_dir",
+    "find_soundfont",
+    "labelled_subset",
+    "load_audio",
+    "load_clips",
+    "load_manifest",
+    "load_or_build_testset",
+    "make_score",
+    "mixture_text",
+    "parse_caption",
+    "phrase_class",
+    "render_clip",
+    "render_corpus",
+    "slug",
+    "FixtureRecord",
+    "LayoutError",
+    "LayoutReport",
+    "detect_layout",
+    "music_split",
+    "prepare_data",
+    "prepare_layout",
+    "read_fixture_record",
+    "vggsound_split",
+    "write_fixture",
 ]

@@ -15,6 +15,7 @@
 
 Bad input: one line ``python -m weaksep.data: error: ...`` on stderr, exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,15 @@ from pathlib import Path
 
 from ..profiles import PROFILES, get_profile
 from .classes import CORPORA
-from .corpus import SPLITS, corpus_dir, corpus_is_current, corpus_settings, read_corpus_manifest, render_corpus, settings_hash
+from .corpus import (
+    SPLITS,
+    corpus_dir,
+    corpus_is_current,
+    corpus_settings,
+    read_corpus_manifest,
+    render_corpus,
+    settings_hash,
+)
 from .layouts import DATASET_LAYOUTS, prepare_data
 from .manifest import ManifestError
 
@@ -43,10 +52,11 @@ def _summary(folder: Path, profile, seconds: float, was_cached: bool) -> str:
     lines = [
         f"{folder}: {len(rows)} clips ({len(rows) * clip_s / 60:.1f} min of audio, {size / 1e6:.1f} MB), "
         + ("cached, nothing rendered" if was_cached else f"rendered in {seconds:.1f} s"),
-        "  " + ", ".join(f"{s} {per_split[s]}" for s in SPLITS)
+        "  "
+        + ", ".join(f"{s} {per_split[s]}" for s in SPLITS)
         + f" clips of {clip_s:.2f} s at {profile.sample_rate} Hz; {len({r['label'] for r in rows})} classes",
-        "  soundfonts: " + "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in sorted(fonts[s].items()))
-                                     for s in SPLITS),
+        "  soundfonts: "
+        + "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in sorted(fonts[s].items())) for s in SPLITS),
     ]
     return "\n".join(lines)
 
@@ -70,8 +80,9 @@ def _render(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        folder = prepare_data(args.root, args.out, args.layout, skip_bad=args.skip_bad,
-                              echo=lambda line: print(line, flush=True))
+        folder = prepare_data(
+            args.root, args.out, args.layout, skip_bad=args.skip_bad, echo=lambda line: print(line, flush=True)
+        )
     for note in dict.fromkeys(str(w.message) for w in caught):
         print(f"note: {note}", flush=True)
     if folder == args.root:
@@ -84,9 +95,12 @@ def _fixture(args: argparse.Namespace) -> int:
 
     r = write_fixture(args.layout, args.out, seed=args.seed)
     kept = ", ".join(f"{s} {n}" for s, n in r.kept.items())
-    print(f"{r.layout} fixture in {r.root}: {kept} clips with audio; {sum(r.missing.values())} listed without "
-          f"a file; 1 corrupt file {r.corrupt} ({r.corrupt_metadata} line {r.corrupt_line}); "
-          f"prepare it with --skip-bad", flush=True)
+    print(
+        f"{r.layout} fixture in {r.root}: {kept} clips with audio; {sum(r.missing.values())} listed without "
+        f"a file; 1 corrupt file {r.corrupt} ({r.corrupt_metadata} line {r.corrupt_line}); "
+        f"prepare it with --skip-bad",
+        flush=True,
+    )
     return 0
 
 
@@ -95,19 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     render = sub.add_parser("render", help="render the corpora of a profile")
-    render.add_argument("--profile", default=None, choices=sorted(PROFILES),
-                        help="study profile (default: $WEAKSEP_PROFILE or quick)")
+    render.add_argument(
+        "--profile", default=None, choices=sorted(PROFILES), help="study profile (default: $WEAKSEP_PROFILE or quick)"
+    )
     render.add_argument("--out", required=True, type=Path, help="root folder of the rendered corpora")
     render.add_argument("--corpus", default="all", choices=[*CORPORA, "all"], help="which corpus (default: all)")
     render.set_defaults(run=_render)
 
     prepare = sub.add_parser("prepare", help="write train/val/test manifests for a MUSIC, VGGSound or AudioCaps root")
-    prepare.add_argument("--layout", default=None, choices=DATASET_LAYOUTS,
-                         help="the dataset's layout (default: detected from its metadata files)")
+    prepare.add_argument(
+        "--layout",
+        default=None,
+        choices=DATASET_LAYOUTS,
+        help="the dataset's layout (default: detected from its metadata files)",
+    )
     prepare.add_argument("--root", required=True, type=Path, help="dataset root: metadata and downloaded audio")
     prepare.add_argument("--out", required=True, type=Path, help="folder to write train.csv, val.csv, test.csv into")
-    prepare.add_argument("--skip-bad", action="store_true",
-                         help="leave out bad rows and corrupt audio files (listed) instead of stopping at the first")
+    prepare.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out bad rows and corrupt audio files (listed) instead of stopping at the first",
+    )
     prepare.set_defaults(run=_prepare)
 
     fixture = sub.add_parser("fixture", help="write a tiny dataset in a public layout, from rendered audio")

@@ -7,13 +7,14 @@ mixture of sound events from varied templates and per-class phrases, e.g.
 "A bird tweets while a telephone rings" or "Applause followed by a gunshot and
 waves", and ``parse_caption`` / ``caption_entities`` recover the entities.
 """
+
 from __future__ import annotations
 
 import csv
 import random
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -64,13 +65,28 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
 # Connectors between consecutive phrases: (text, form of the phrase after it).
 # Lists read "a, b and c": mostly commas inside, a word connector before the last.
 _INNER: tuple[tuple[str, str], ...] = (
-    (", ", "any"), (", ", "any"), (", ", "any"), (" and ", "any"), (" followed by ", "noun"),
-    (" while ", "clause"), (" with ", "noun"), (" as ", "clause"),
+    (", ", "any"),
+    (", ", "any"),
+    (", ", "any"),
+    (" and ", "any"),
+    (" followed by ", "noun"),
+    (" while ", "clause"),
+    (" with ", "noun"),
+    (" as ", "clause"),
 )
 _LAST: tuple[tuple[str, str], ...] = (
-    (" and ", "any"), (" and ", "any"), (", and ", "any"), (" followed by ", "noun"), (" while ", "clause"),
-    (", then ", "any"), (" then ", "clause"), (" as ", "clause"), (" with ", "noun"),
-    (" along with ", "noun"), (" and then ", "clause"), (" over ", "noun"),
+    (" and ", "any"),
+    (" and ", "any"),
+    (", and ", "any"),
+    (" followed by ", "noun"),
+    (" while ", "clause"),
+    (", then ", "any"),
+    (" then ", "clause"),
+    (" as ", "clause"),
+    (" with ", "noun"),
+    (" along with ", "noun"),
+    (" and then ", "clause"),
+    (" over ", "noun"),
 )
 _PAIR: tuple[tuple[str, str], ...] = _LAST + ((", ", "any"),)
 # Splitting pattern of the parser: longest connectors first; word boundaries so
@@ -86,7 +102,7 @@ _SPLIT = re.compile(
 _PLACE = r"(?:in the background|in the distance|nearby)"
 _FILLER = re.compile(rf"^(?:and|then|also|meanwhile)\s+|^{_PLACE}(?:\s+|$)|\s+{_PLACE}$", re.IGNORECASE)
 
-Rng = Union[np.random.Generator, torch.Generator, random.Random]
+Rng = np.random.Generator | torch.Generator | random.Random
 
 
 def _randint(rng: Rng, n: int) -> int:
@@ -174,7 +190,9 @@ def caption_entities(caption: str, strict: bool = True) -> list[str]:
         label = phrase_class(phrase)
         if label is None:
             if strict:
-                raise ValueError(f"phrase {phrase!r} of caption {caption!r} names none of the classes {sorted(KEYWORDS)}")
+                raise ValueError(
+                    f"phrase {phrase!r} of caption {caption!r} names none of the classes {sorted(KEYWORDS)}"
+                )
             continue
         out.append(label)
     return out
@@ -201,8 +219,9 @@ def parser_accuracy(captions: Sequence[str], gold: Sequence[list[str]]) -> dict:
     ``(caption, parsed, gold)`` per caption that is not exact.
     """
     if len(captions) != len(gold):
-        raise ValueError(f"parser_accuracy needs one gold list per caption, got {len(captions)} captions "
-                         f"and {len(gold)} gold lists")
+        raise ValueError(
+            f"parser_accuracy needs one gold list per caption, got {len(captions)} captions and {len(gold)} gold lists"
+        )
     if not captions:
         raise ValueError("parser_accuracy needs at least one caption")
     counts = exact = 0
@@ -229,8 +248,10 @@ def template_accuracy(n_captions: int = 500, seed: int = 0, n_events: Sequence[i
     """
     labels_all = sorted(EVENTS)
     if n_captions < 1 or not n_events or not all(1 <= n <= len(labels_all) for n in n_events):
-        raise ValueError(f"template_accuracy needs n_captions >= 1 and event counts in 1..{len(labels_all)}, "
-                         f"got n_captions={n_captions}, n_events={tuple(n_events)}")
+        raise ValueError(
+            f"template_accuracy needs n_captions >= 1 and event counts in 1..{len(labels_all)}, "
+            f"got n_captions={n_captions}, n_events={tuple(n_events)}"
+        )
     rng = np.random.default_rng(seed)
     counts = exact = 0
     failures = []
@@ -244,8 +265,12 @@ def template_accuracy(n_captions: int = 500, seed: int = 0, n_events: Sequence[i
             exact += 1
         else:
             failures.append((caption, entities, labels))
-    return {"n_captions": n_captions, "count_accuracy": counts / n_captions, "exact_accuracy": exact / n_captions,
-            "failures": failures}
+    return {
+        "n_captions": n_captions,
+        "count_accuracy": counts / n_captions,
+        "exact_accuracy": exact / n_captions,
+        "failures": failures,
+    }
 
 
 def load_caption_benchmark(path: str | Path) -> tuple[list[str], list[list[str]]]:
@@ -265,10 +290,12 @@ def load_caption_benchmark(path: str | Path) -> tuple[list[str], list[list[str]]
             caption = (row["caption"] or "").strip()
             entities = [e.strip() for e in (row["entities"] or "").split("|")]
             if not caption or not all(entities):
-                raise ValueError(f"{path}, row {row_number}: expected a caption and non-empty entities "
-                                 f"separated by ' | ', got {row}")
+                raise ValueError(
+                    f"{path}, row {row_number}: expected a caption and non-empty entities separated by ' | ', got {row}"
+                )
             captions.append(caption)
             gold.append(entities)
     return captions, gold
+
 
 assert set(CLAUSES) == set(NOUN_PHRASES) == set(KEYWORDS) == set(EVENTS), "caption tables must cover EVENTS"

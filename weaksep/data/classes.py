@@ -7,6 +7,7 @@ register and a way of playing that the phrase generator in ``render.py`` uses.
 programs (120-127), one melodic program and the percussion bank; they stand in
 for AudioCaps in the caption-based setting.
 """
+
 from __future__ import annotations
 
 import re
@@ -61,7 +62,9 @@ INSTRUMENTS: dict[str, Instrument] = {
         # generator, so "erhu" and "violin" differ in sound and in playing.
         Instrument("erhu", 110, 62, 93, (55, 100), _SHORT, (1, 3, 1, 4, 2, 2), 0.7, (65, 110), vibrato=0.5, slide=0.45),
         Instrument("flute", 73, 60, 93, (70, 140), _SHORT, (3, 4, 1, 3, 1, 1), 0.5, (60, 110), vibrato=0.12),
-        Instrument("saxophone", 65, 49, 80, (70, 140), _SHORT, (3, 4, 2, 3, 1, 1), 0.6, (65, 115), vibrato=0.15, slide=0.1),
+        Instrument(
+            "saxophone", 65, 49, 80, (70, 140), _SHORT, (3, 4, 2, 3, 1, 1), 0.6, (65, 115), vibrato=0.15, slide=0.1
+        ),
         Instrument("trumpet", 56, 54, 82, (80, 140), _SHORT, (3, 4, 1, 3, 1, 1), 0.35, (70, 120)),
         Instrument("tuba", 58, 30, 58, (60, 110), (0.5, 1.0, 1.5, 2.0), (3, 4, 1, 2), 0.4, (70, 120)),
         Instrument("violin", 40, 55, 96, (60, 130), _SHORT, (2, 3, 1, 4, 2, 2), 0.6, (60, 115), vibrato=0.25),

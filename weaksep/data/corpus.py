@@ -14,6 +14,7 @@ Splits ``train``/``val``/``test`` use ``profile.separation_soundfont``; the
 ``(seed, corpus, split, label, index)``, so the clap split never repeats a clip
 of the other splits even where it shares their soundfont.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,8 +65,9 @@ class ClipSet:
             raise ValueError(f"audio must be (K, T) with K = {len(self.labels)} labels, got {tuple(self.audio.shape)}")
 
     @classmethod
-    def from_labels(cls, audio: torch.Tensor, labels: list[str], sample_rate: int,
-                    classes: list[str] | None = None) -> "ClipSet":
+    def from_labels(
+        cls, audio: torch.Tensor, labels: list[str], sample_rate: int, classes: list[str] | None = None
+    ) -> ClipSet:
         """A ClipSet whose ``label_ids`` index ``classes`` (default: sorted distinct labels)."""
         classes = sorted(set(labels)) if classes is None else list(classes)
         index = {c: i for i, c in enumerate(classes)}
@@ -108,8 +110,7 @@ def clap_soundfonts_in_use(profile: Profile) -> list[str]:
     """The installed soundfonts of ``profile.clap_soundfonts`` (missing ones warn)."""
     found = available_soundfonts(profile.clap_soundfonts)
     if not found:
-        raise FileNotFoundError(
-            f"none of the CLAP-pretraining soundfonts {list(profile.clap_soundfonts)} is installed")
+        raise FileNotFoundError(f"none of the CLAP-pretraining soundfonts {list(profile.clap_soundfonts)} is installed")
     return found
 
 
@@ -158,11 +159,17 @@ def plan_corpus(profile: Profile, corpus: str, clap_fonts: list[str] | None = No
             program = table[label].program
             for i in range(int(profile.clips_per_class[split])):
                 font = profile.separation_soundfont if split != "clap" else clap_fonts[i % len(clap_fonts)]
-                plans.append(ClipPlan(
-                    path=f"{split}/{slug(label)}/{i:05d}.wav", label=label, split=split, index=i,
-                    soundfont=font, program=-1 if program is None else program,
-                    seed=clip_seed(seed0, corpus, split, label, i),
-                ))
+                plans.append(
+                    ClipPlan(
+                        path=f"{split}/{slug(label)}/{i:05d}.wav",
+                        label=label,
+                        split=split,
+                        index=i,
+                        soundfont=font,
+                        program=-1 if program is None else program,
+                        seed=clip_seed(seed0, corpus, split, label, i),
+                    )
+                )
     return plans
 
 
@@ -259,8 +266,10 @@ def load_clips(root: str | Path, profile: Profile, corpus: str, split: str) -> C
     for k, r in enumerate(rows):
         data, rate = sf.read(folder / r["path"], dtype="float32", always_2d=False)
         if rate != profile.sample_rate or data.shape != (profile.clip_samples,):
-            raise ValueError(f"{folder / r['path']}: expected mono {profile.clip_samples} samples at "
-                             f"{profile.sample_rate} Hz, got shape {data.shape} at {rate} Hz")
+            raise ValueError(
+                f"{folder / r['path']}: expected mono {profile.clip_samples} samples at "
+                f"{profile.sample_rate} Hz, got shape {data.shape} at {rate} Hz"
+            )
         audio[k] = torch.from_numpy(np.ascontiguousarray(data))
     return ClipSet.from_labels(audio, [r["label"] for r in rows], profile.sample_rate, corpus_classes(corpus))
 

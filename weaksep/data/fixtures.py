@@ -38,6 +38,7 @@ summary line and lists it in a warning. ``FIXTURE.json`` records what a
 correct preparation must find: clips kept and missing per split and where the
 corrupt file is listed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,9 +48,9 @@ import os
 import shutil
 import string
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 import soundfile as sf
@@ -58,8 +59,15 @@ import torch
 from ..profiles import get_profile
 from .captions import caption_for
 from .classes import EVENTS, INSTRUMENTS, slug
-from .layouts import DATASET_LAYOUTS, MANIFEST_SPLITS, MUSIC_DUET_FILE, MUSIC_SOLO_FILES, VGGSOUND_FILE, \
-    music_split, vggsound_split
+from .layouts import (
+    DATASET_LAYOUTS,
+    MANIFEST_SPLITS,
+    MUSIC_DUET_FILE,
+    MUSIC_SOLO_FILES,
+    VGGSOUND_FILE,
+    music_split,
+    vggsound_split,
+)
 from .render import PEAK_LIMIT, ClipRenderer, clip_seed, make_score
 from .soundfonts import find_soundfont
 
@@ -119,8 +127,9 @@ class _Writer:
 
     def __init__(self, folder: Path, layout: str, seed: int) -> None:
         self.profile = get_profile(FIXTURE_PROFILE)
-        self.renderer = ClipRenderer(find_soundfont(self.profile.separation_soundfont, required=True),
-                                     self.profile.sample_rate)
+        self.renderer = ClipRenderer(
+            find_soundfont(self.profile.separation_soundfont, required=True), self.profile.sample_rate
+        )
         self.folder, self.layout, self.seed = folder, layout, seed
         self.count = 0
 
@@ -160,12 +169,12 @@ def _music(w: _Writer, rng: np.random.Generator, per_class: dict[str, int]) -> d
     for label in classes:
         for split in MANIFEST_SPLITS:
             for i in range(per_class[split]):
-                vid = _youtube_id(rng, used, lambda v: music_split(v) == split)
+                vid = _youtube_id(rng, used, lambda v, split=split: music_split(v) == split)
                 audio = w.render("instruments", label, split, i)
                 files[split].append(w.write(f"audio/{slug(label)}/{vid}", audio))
                 videos[slug(label)].append(vid)
     for split, label in zip(MANIFEST_SPLITS, classes):  # listed, never downloaded
-        videos[slug(label)].append(_youtube_id(rng, used, lambda v: music_split(v) == split))
+        videos[slug(label)].append(_youtube_id(rng, used, lambda v, split=split: music_split(v) == split))
     bad_label = classes[3]
     bad_vid = _youtube_id(rng, used, lambda v: music_split(v) == "train")
     corrupt = w.corrupt(f"audio/{slug(bad_label)}/{bad_vid}.wav")
@@ -174,17 +183,25 @@ def _music(w: _Writer, rng: np.random.Generator, per_class: dict[str, int]) -> d
         rng.shuffle(ids)
     text = json.dumps({"videos": videos}, indent=1) + "\n"
     (w.folder / MUSIC_SOLO_FILES[0]).write_text(text)
-    duets = {"acoustic_guitar violin": [_youtube_id(rng, used), _youtube_id(rng, used)],
-             "flute violin": [_youtube_id(rng, used)]}
+    duets = {
+        "acoustic_guitar violin": [_youtube_id(rng, used), _youtube_id(rng, used)],
+        "flute violin": [_youtube_id(rng, used)],
+    }
     (w.folder / MUSIC_DUET_FILE).write_text(json.dumps({"videos": duets}, indent=1) + "\n")
     first = Path(files["train"][0])
     stray = w.folder / "audio" / "bagpipe" / f"{_youtube_id(rng, used)}{first.suffix}"  # a class the JSON does not list
     stray.parent.mkdir(parents=True)
     shutil.copyfile(w.folder / first, stray)
-    return dict(classes=classes, files=files, missing={s: 1 for s in MANIFEST_SPLITS}, corrupt=corrupt,
-                corrupt_split="train", corrupt_metadata=MUSIC_SOLO_FILES[0],
-                corrupt_line=_line_of(text, f'"{bad_vid}"'),
-                duets=sum(len(v) for v in duets.values()))
+    return dict(
+        classes=classes,
+        files=files,
+        missing={s: 1 for s in MANIFEST_SPLITS},
+        corrupt=corrupt,
+        corrupt_split="train",
+        corrupt_metadata=MUSIC_SOLO_FILES[0],
+        corrupt_line=_line_of(text, f'"{bad_vid}"'),
+        duets=sum(len(v) for v in duets.values()),
+    )
 
 
 def _vggsound(w: _Writer, rng: np.random.Generator, per_class: dict[str, int]) -> dict:
@@ -218,8 +235,15 @@ def _vggsound(w: _Writer, rng: np.random.Generator, per_class: dict[str, int]) -
     csv.writer(buf, lineterminator="\n").writerows(rows)
     (w.folder / VGGSOUND_FILE).write_text(buf.getvalue())
     line = next(i + 1 for i, r in enumerate(rows) if r[0] == bad_vid)
-    return dict(classes=classes, files=files, missing={s: 1 for s in MANIFEST_SPLITS}, corrupt=corrupt,
-                corrupt_split="train", corrupt_metadata=VGGSOUND_FILE, corrupt_line=line)
+    return dict(
+        classes=classes,
+        files=files,
+        missing={s: 1 for s in MANIFEST_SPLITS},
+        corrupt=corrupt,
+        corrupt_split="train",
+        corrupt_metadata=VGGSOUND_FILE,
+        corrupt_line=line,
+    )
 
 
 def _audiocaps(w: _Writer, rng: np.random.Generator, per_class: dict[str, int]) -> dict:
@@ -245,8 +269,9 @@ def _audiocaps(w: _Writer, rng: np.random.Generator, per_class: dict[str, int]) 
             stem = f"audio/{split}/" + (f"{vid}_{start}" if k % 2 == 0 else str(ids[0]))
             if k < n_clips:
                 gains = 10.0 ** (rng.uniform(-3.0, 3.0, 2) / 20.0)
-                mix = float(gains[0]) * w.render("events", a, split, k, 0) \
-                    + float(gains[1]) * w.render("events", b, split, k, 1)
+                mix = float(gains[0]) * w.render("events", a, split, k, 0) + float(gains[1]) * w.render(
+                    "events", b, split, k, 1
+                )
                 mix = mix * min(1.0, PEAK_LIMIT / float(mix.abs().max()))
                 files[split].append(w.write(stem, mix))
             elif k > n_clips:
@@ -257,15 +282,24 @@ def _audiocaps(w: _Writer, rng: np.random.Generator, per_class: dict[str, int]) 
         writer.writerow(["audiocap_id", "youtube_id", "start_time", "caption"])
         writer.writerows(rows)
         (w.folder / f"{split}.csv").write_text(buf.getvalue())
-    return dict(classes=classes, files=files, missing={s: 1 for s in MANIFEST_SPLITS}, corrupt=corrupt,
-                corrupt_split="train", corrupt_metadata="train.csv", corrupt_line=corrupt_line, repeats=repeats)
+    return dict(
+        classes=classes,
+        files=files,
+        missing={s: 1 for s in MANIFEST_SPLITS},
+        corrupt=corrupt,
+        corrupt_split="train",
+        corrupt_metadata="train.csv",
+        corrupt_line=corrupt_line,
+        repeats=repeats,
+    )
 
 
 _WRITERS = {"music": _music, "vggsound": _vggsound, "audiocaps": _audiocaps}
 
 
-def write_fixture(layout: str, out: str | Path, seed: int = 0,
-                  per_class: Mapping[str, int] | None = None) -> FixtureRecord:
+def write_fixture(
+    layout: str, out: str | Path, seed: int = 0, per_class: Mapping[str, int] | None = None
+) -> FixtureRecord:
     """Write a tiny ``layout`` dataset ("music", "vggsound" or "audiocaps") into the new folder ``out``.
 
     ``per_class`` sets clips per class and split (default: the smoke
@@ -289,8 +323,15 @@ def write_fixture(layout: str, out: str | Path, seed: int = 0,
         writer = _Writer(tmp, layout, seed)
         made = _WRITERS[layout](writer, np.random.default_rng(clip_seed(seed, "fixture", layout)), sizes)
         files = made.pop("files")
-        record = FixtureRecord(layout=layout, root=str(out), seed=seed, per_class=sizes,
-                               kept={s: len(files[s]) for s in MANIFEST_SPLITS}, files=files, **made)
+        record = FixtureRecord(
+            layout=layout,
+            root=str(out),
+            seed=seed,
+            per_class=sizes,
+            kept={s: len(files[s]) for s in MANIFEST_SPLITS},
+            files=files,
+            **made,
+        )
         (tmp / FIXTURE_FILE).write_text(json.dumps(asdict(record), indent=1) + "\n")
         if out.exists():
             out.rmdir()  # empty, checked above

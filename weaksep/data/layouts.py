@@ -51,6 +51,7 @@ folder lies inside the dataset root (dataset and manifests move together),
 else absolute. ``prepare_data`` caches: a second call with unchanged metadata
 and audio files (names, sizes, times) reads back its ``prepared.json``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -60,9 +61,9 @@ import json
 import os
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import soundfile as sf
 
@@ -77,8 +78,21 @@ LAYOUTS_VERSION = 1  # bump when the written manifests change: cached ones are r
 
 # Extensions whose files soundfile (libsndfile >= 1.1) opens; the first wins
 # when one clip exists in several formats.
-AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff",
-                                     ".aifc", ".au", ".caf", ".w64", ".rf64")
+AUDIO_EXTENSIONS: tuple[str, ...] = (
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".au",
+    ".caf",
+    ".w64",
+    ".rf64",
+)
 # What YouTube downloaders write and soundfile cannot read: named in the
 # summary, so that "everything is missing" has its explanation.
 UNREADABLE_EXTENSIONS: tuple[str, ...] = (".m4a", ".mp4", ".webm", ".aac", ".mkv", ".wma")
@@ -215,20 +229,27 @@ def _csv_header(path: Path) -> list[str] | None:
 
 
 def _is_manifest_folder(root: Path) -> bool:
-    return all((root / f"{s}.csv").is_file() for s in ("train", "test")) and \
-        tuple(_csv_header(root / "train.csv") or ()) in MANIFEST_HEADERS
+    return (
+        all((root / f"{s}.csv").is_file() for s in ("train", "test"))
+        and tuple(_csv_header(root / "train.csv") or ()) in MANIFEST_HEADERS
+    )
 
 
 def _audiocaps_folders(root: Path) -> list[Path]:
-    return [p.parent for p in _find_named(root, "train.csv")
-            if tuple(_csv_header(p) or ()) == AUDIOCAPS_COLUMNS and (p.parent / "test.csv").is_file()]
+    return [
+        p.parent
+        for p in _find_named(root, "train.csv")
+        if tuple(_csv_header(p) or ()) == AUDIOCAPS_COLUMNS and (p.parent / "test.csv").is_file()
+    ]
 
 
 def _looked_for(root: Path) -> str:
-    return (f"looked in {root} and its subfolders down to {SEARCH_DEPTH} levels for: manifests (train.csv and "
-            f"test.csv with header 'path,label' or 'path,caption', in {root} itself); MUSIC "
-            f"({' or '.join(MUSIC_SOLO_FILES)}); VGGSound ({VGGSOUND_FILE}); AudioCaps (train.csv and test.csv "
-            f"with header '{','.join(AUDIOCAPS_COLUMNS)}')")
+    return (
+        f"looked in {root} and its subfolders down to {SEARCH_DEPTH} levels for: manifests (train.csv and "
+        f"test.csv with header 'path,label' or 'path,caption', in {root} itself); MUSIC "
+        f"({' or '.join(MUSIC_SOLO_FILES)}); VGGSound ({VGGSOUND_FILE}); AudioCaps (train.csv and test.csv "
+        f"with header '{','.join(AUDIOCAPS_COLUMNS)}')"
+    )
 
 
 def detect_layout(root: str | Path) -> str:
@@ -239,8 +260,9 @@ def detect_layout(root: str | Path) -> str:
     """
     root = Path(root)
     if not root.is_dir():
-        raise LayoutError(f"dataset root {root} is not a folder; expected a manifest folder or a MUSIC, "
-                          f"VGGSound or AudioCaps root")
+        raise LayoutError(
+            f"dataset root {root} is not a folder; expected a manifest folder or a MUSIC, VGGSound or AudioCaps root"
+        )
     if _is_manifest_folder(root):
         return "manifests"
     found: dict[str, list[Path]] = {}
@@ -255,8 +277,9 @@ def detect_layout(root: str | Path) -> str:
         found["audiocaps"] = [c / "train.csv" for c in caps]
     if len(found) > 1:
         listed = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in found.items())
-        raise LayoutError(f"dataset root {root} holds the metadata of several datasets ({listed}); "
-                          f"name one with layout= (--layout)")
+        raise LayoutError(
+            f"dataset root {root} holds the metadata of several datasets ({listed}); name one with layout= (--layout)"
+        )
     if found:
         return next(iter(found))
     hint = ""
@@ -349,8 +372,9 @@ def _music_rows(meta: Path, problems: _Problems) -> list[_Row]:
     videos = data.get("videos") if isinstance(data, dict) else None
     if not isinstance(videos, dict):
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise LayoutError(f"{meta}: expected {{\"videos\": {{\"<class>\": [\"<youtube id>\", ...]}}}}, "
-                          f"found top level {found}")
+        raise LayoutError(
+            f'{meta}: expected {{"videos": {{"<class>": ["<youtube id>", ...]}}}}, found top level {found}'
+        )
     rows = []
     _, cursor = _json_line(text, '"videos"')
     for cls, ids in videos.items():
@@ -383,7 +407,7 @@ def _music_duets(root: Path) -> list[str]:
             videos = json.loads(meta.read_text(encoding="utf-8-sig")).get("videos", {})
             n = sum(len(v) for v in videos.values() if isinstance(v, list))
         except (ValueError, AttributeError, OSError) as e:
-            raise LayoutError(f"{meta}: expected {{\"videos\": {{\"<class> <class>\": [...]}}}} ({e})") from e
+            raise LayoutError(f'{meta}: expected {{"videos": {{"<class> <class>": [...]}}}} ({e})') from e
         notes.append(f"{n} duet videos of {meta.name} set aside (mixtures, not single sources)")
     return notes
 
@@ -404,8 +428,12 @@ def _vggsound_rows(meta: Path, problems: _Problems) -> list[_Row]:
         if not row or not any(c.strip() for c in row):
             continue
         if len(row) != len(VGGSOUND_COLUMNS):
-            problems.report(meta, line, f"has {len(row)} column(s) {row}, expected {len(VGGSOUND_COLUMNS)} "
-                                        f"({','.join(VGGSOUND_COLUMNS)}, no header row)")
+            problems.report(
+                meta,
+                line,
+                f"has {len(row)} column(s) {row}, expected {len(VGGSOUND_COLUMNS)} "
+                f"({','.join(VGGSOUND_COLUMNS)}, no header row)",
+            )
             continue
         vid, start, label, split = (c.strip() for c in row)
         if not vid:
@@ -414,8 +442,11 @@ def _vggsound_rows(meta: Path, problems: _Problems) -> list[_Row]:
         try:
             seconds = _start_seconds(start)
         except ValueError:
-            problems.report(meta, line, f"start_seconds {start!r} of {vid} is not a whole number of seconds "
-                                        f"(vggsound.csv has no header row)")
+            problems.report(
+                meta,
+                line,
+                f"start_seconds {start!r} of {vid} is not a whole number of seconds (vggsound.csv has no header row)",
+            )
             continue
         if not label:
             problems.report(meta, line, f"has an empty label (YouTube id {vid})")
@@ -439,12 +470,17 @@ def _audiocaps_rows(folder: Path, problems: _Problems) -> list[_Row]:
         lines = [(i + 1, r) for i, r in enumerate(table) if r and any(c.strip() for c in r)]
         header = [c.strip().lower() for c in lines[0][1]] if lines else []
         if tuple(header) != AUDIOCAPS_COLUMNS:
-            raise LayoutError(f"{meta} line {lines[0][0] if lines else 1}: header is {header}, "
-                              f"expected {list(AUDIOCAPS_COLUMNS)}")
+            raise LayoutError(
+                f"{meta} line {lines[0][0] if lines else 1}: header is {header}, expected {list(AUDIOCAPS_COLUMNS)}"
+            )
         for line, row in lines[1:]:
             if len(row) != len(AUDIOCAPS_COLUMNS):
-                problems.report(meta, line, f"has {len(row)} column(s) {row}, expected {len(AUDIOCAPS_COLUMNS)} "
-                                            f"({','.join(AUDIOCAPS_COLUMNS)}); quote captions that contain commas")
+                problems.report(
+                    meta,
+                    line,
+                    f"has {len(row)} column(s) {row}, expected {len(AUDIOCAPS_COLUMNS)} "
+                    f"({','.join(AUDIOCAPS_COLUMNS)}); quote captions that contain commas",
+                )
                 continue
             cap_id, vid, start, caption = (c.strip() for c in row)
             if not cap_id or not vid:
@@ -482,19 +518,24 @@ def _metadata(layout: str, root: Path) -> list[Path]:
     else:
         raise ValueError(f"unknown dataset layout {layout!r}; expected one of {list(DATASET_LAYOUTS)}")
     if not ok:
-        raise LayoutError(f"no {DATASET_NAMES[layout]} metadata under {root}: looked for {wanted} in {root} "
-                          f"and its subfolders down to {SEARCH_DEPTH} levels")
+        raise LayoutError(
+            f"no {DATASET_NAMES[layout]} metadata under {root}: looked for {wanted} in {root} "
+            f"and its subfolders down to {SEARCH_DEPTH} levels"
+        )
     return found
 
 
 def _file_patterns(layout: str) -> str:
-    return {"music": "<class>/<youtube id>.<ext>",
-            "vggsound": "<youtube id>_<start, 6 digits>.<ext> or <youtube id>_<start>.<ext>",
-            "audiocaps": "<youtube id>_<start_time>.<ext> or <audiocap_id>.<ext>"}[layout]
+    return {
+        "music": "<class>/<youtube id>.<ext>",
+        "vggsound": "<youtube id>_<start, 6 digits>.<ext> or <youtube id>_<start>.<ext>",
+        "audiocaps": "<youtube id>_<start_time>.<ext> or <audiocap_id>.<ext>",
+    }[layout]
 
 
-def _inputs_signature(layout: str, skip_bad: bool, root: Path, out: Path, metadata: list[Path],
-                      index: _AudioIndex) -> str:
+def _inputs_signature(
+    layout: str, skip_bad: bool, root: Path, out: Path, metadata: list[Path], index: _AudioIndex
+) -> str:
     h = hashlib.sha256(json.dumps([LAYOUTS_VERSION, layout, skip_bad, str(root), str(out)]).encode())
     for p in metadata:
         st = p.stat()
@@ -532,8 +573,9 @@ def _cached_report(out: Path, signature: str) -> LayoutReport | None:
         return None
 
 
-def prepare_layout(root: str | Path, out: str | Path, layout: str | None = None,
-                   skip_bad: bool = False) -> LayoutReport:
+def prepare_layout(
+    root: str | Path, out: str | Path, layout: str | None = None, skip_bad: bool = False
+) -> LayoutReport:
     """Write ``out/train.csv``, ``val.csv``, ``test.csv`` for the dataset at ``root`` and report.
 
     ``layout`` is "music", "vggsound" or "audiocaps" (default: detected). See
@@ -552,8 +594,10 @@ def prepare_layout(root: str | Path, out: str | Path, layout: str | None = None,
         raise LayoutError(f"{root} already holds manifests (train.csv, test.csv); use it as it is")
     metadata = _metadata(layout, root)
     if out == root or any(p.parent == out for p in metadata):
-        raise LayoutError(f"manifest folder {out} is the dataset root or holds its metadata; "
-                          f"expected a folder of its own (e.g. {root / 'manifests'})")
+        raise LayoutError(
+            f"manifest folder {out} is the dataset root or holds its metadata; "
+            f"expected a folder of its own (e.g. {root / 'manifests'})"
+        )
     index = _index_audio(root)
     signature = _inputs_signature(layout, skip_bad, root, out, metadata, index)
     cached = _cached_report(out, signature)
@@ -600,24 +644,38 @@ def prepare_layout(root: str | Path, out: str | Path, layout: str | None = None,
             f"{DATASET_NAMES[layout]} at {root}: no usable audio for split(s) {empty} "
             f"({', '.join(f'{s}: {missing[s]} listed without a file' for s in empty)}); looked for files named "
             f"{_file_patterns(layout)} with an extension of {'/'.join(e[1:] for e in AUDIO_EXTENSIONS)} "
-            f"anywhere under {root}" + (f"; {notes[-1]}: convert them to wav or flac" if index.unreadable else ""))
+            f"anywhere under {root}" + (f"; {notes[-1]}: convert them to wav or flac" if index.unreadable else "")
+        )
 
     kind = "caption" if layout == "audiocaps" else "label"
     labels = {text for s in MANIFEST_SPLITS for _, text in kept[s]}
     report = LayoutReport(
-        layout=layout, root=str(root), out=str(out),
-        kept={s: len(kept[s]) for s in MANIFEST_SPLITS}, missing={s: missing[s] for s in MANIFEST_SPLITS},
-        classes=None if kind == "caption" else len(labels), skipped=problems.skipped, notes=notes)
+        layout=layout,
+        root=str(root),
+        out=str(out),
+        kept={s: len(kept[s]) for s in MANIFEST_SPLITS},
+        missing={s: missing[s] for s in MANIFEST_SPLITS},
+        classes=None if kind == "caption" else len(labels),
+        skipped=problems.skipped,
+        notes=notes,
+    )
     for s in MANIFEST_SPLITS:
         atomic_write_text(out / f"{s}.csv", _manifest_text(kind, kept[s], out, root))
     # Written last: its presence with a matching signature means the manifests are complete.
-    atomic_write_text(out / PREPARED_FILE, json.dumps({"signature": signature, "report": asdict(report)},
-                                                      indent=1) + "\n")
+    atomic_write_text(
+        out / PREPARED_FILE, json.dumps({"signature": signature, "report": asdict(report)}, indent=1) + "\n"
+    )
     return report
 
 
-def prepare_data(root: str | Path, out: str | Path, layout: str | None = None, skip_bad: bool = False,
-                 *, echo: Callable[[str], None] | None = print) -> Path:
+def prepare_data(
+    root: str | Path,
+    out: str | Path,
+    layout: str | None = None,
+    skip_bad: bool = False,
+    *,
+    echo: Callable[[str], None] | None = print,
+) -> Path:
     """A folder of manifests for ``root``: ``root`` itself if it holds manifests, else ``out`` written by
     :func:`prepare_layout`, whose summary line ``echo`` prints (``None``: quiet).
 
@@ -627,8 +685,10 @@ def prepare_data(root: str | Path, out: str | Path, layout: str | None = None, s
     layout = layout or detect_layout(root)
     if layout == "manifests":
         if not _is_manifest_folder(root):
-            raise LayoutError(f"{root} does not hold manifests: expected train.csv and test.csv with header "
-                              f"'path,label' or 'path,caption'")
+            raise LayoutError(
+                f"{root} does not hold manifests: expected train.csv and test.csv with header "
+                f"'path,label' or 'path,caption'"
+            )
         return root
     report = prepare_layout(root, out, layout, skip_bad)
     if echo is not None:
@@ -636,6 +696,8 @@ def prepare_data(root: str | Path, out: str | Path, layout: str | None = None, s
     if report.skipped:
         listed = "; ".join(report.skipped[:5])
         more = f" (and {len(report.skipped) - 5} more)" if len(report.skipped) > 5 else ""
-        warnings.warn(f"{DATASET_NAMES[layout]} at {report.root}: skipped {len(report.skipped)} bad row(s): "
-                      f"{listed}{more}", stacklevel=2)
+        warnings.warn(
+            f"{DATASET_NAMES[layout]} at {report.root}: skipped {len(report.skipped)} bad row(s): {listed}{more}",
+            stacklevel=2,
+        )
     return Path(report.out)

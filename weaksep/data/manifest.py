@@ -11,13 +11,14 @@ Bad input never disappears silently: each problem raises ``ManifestError``
 naming the CSV line, the file and what was wrong, or, with ``skip_bad=True``,
 the row is skipped and listed in ``skipped`` with a warning.
 """
+
 from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -93,8 +94,15 @@ def load_audio(path: str | Path, sample_rate: int, clip_samples: int) -> torch.T
     return torch.nn.functional.pad(mono, (0, clip_samples - mono.numel()))
 
 
-def load_manifest(csv_path: str | Path, sample_rate: int, clip_samples: int, *, kind: str = "label",
-                  classes: Sequence[str] | None = None, skip_bad: bool = False) -> ManifestClips:
+def load_manifest(
+    csv_path: str | Path,
+    sample_rate: int,
+    clip_samples: int,
+    *,
+    kind: str = "label",
+    classes: Sequence[str] | None = None,
+    skip_bad: bool = False,
+) -> ManifestClips:
     """Read a manifest CSV (header ``path,label`` or ``path,caption``) into memory.
 
     ``kind`` is "label" or "caption" and must match the header's second
@@ -125,8 +133,9 @@ def load_manifest(csv_path: str | Path, sample_rate: int, clip_samples: int, *, 
     for line, row in lines[1:]:
         try:
             if len(row) != 2:
-                raise ManifestError(f"has {len(row)} column(s) {row}, expected 2 (path,{kind}); "
-                                    f"quote fields that contain commas")
+                raise ManifestError(
+                    f"has {len(row)} column(s) {row}, expected 2 (path,{kind}); quote fields that contain commas"
+                )
             rel, text = row[0].strip(), row[1].strip()
             if not rel:
                 raise ManifestError("has an empty path")
@@ -161,5 +170,15 @@ def load_manifest(csv_path: str | Path, sample_rate: int, clip_samples: int, *, 
     index = {c: i for i, c in enumerate(cls_list)}
     ids = torch.tensor([index[t] for t in labels], dtype=torch.long)
     entities = [parse_caption(t) for t in labels] if kind == "caption" else None
-    return ManifestClips(stacked, labels, cls_list, ids, int(sample_rate), kind=kind, paths=paths,
-                         rows=rows, skipped=skipped, entities=entities)
+    return ManifestClips(
+        stacked,
+        labels,
+        cls_list,
+        ids,
+        int(sample_rate),
+        kind=kind,
+        paths=paths,
+        rows=rows,
+        skipped=skipped,
+        entities=entities,
+    )

@@ -6,15 +6,16 @@ and cello") for the instruments, or a caption ("A bird tweets while a phone is
 ringing") for the sound events; its entities are the class names (recovered
 from the caption by the rule-based parser for the events).
 
-Training uses *mixtures of mixtures* ``M = m1 + m2`` (PAPER.md): ``MixtureSampler``
+Training uses *mixtures of mixtures* ``M = m1 + m2`` (``weaksep/METHOD.md#objective``): ``MixtureSampler``
 draws ``2N`` distinct classes per example, so the two sub-mixtures share none.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -87,8 +88,15 @@ def _clips_by_class(clips: ClipSet, indices: Sequence[int] | None) -> tuple[list
     return present, [groups[c] for c in present]
 
 
-def build_mixtures(clips: ClipSet, n_sources: int, n_mixtures: int, gain_db: tuple[float, float],
-                   seed: int, *, corpus: str = "instruments") -> Mixture:
+def build_mixtures(
+    clips: ClipSet,
+    n_sources: int,
+    n_mixtures: int,
+    gain_db: tuple[float, float],
+    seed: int,
+    *,
+    corpus: str = "instruments",
+) -> Mixture:
     """``n_mixtures`` mixtures of ``n_sources`` clips of distinct classes.
 
     Each source gets a gain uniform in ``gain_db`` (dB, applied to the
@@ -120,8 +128,9 @@ def _testset_path(root: str | Path, profile: Profile, corpus: str, split: str, n
     return corpus_dir(root, profile, corpus) / "testsets" / f"{split}_n{n_sources}.pt"
 
 
-def load_or_build_testset(root: str | Path, profile: Profile, n_sources: int, split: str = "test",
-                          corpus: str = "instruments") -> Mixture:
+def load_or_build_testset(
+    root: str | Path, profile: Profile, n_sources: int, split: str = "test", corpus: str = "instruments"
+) -> Mixture:
     """The fixed ``n_sources``-source mixtures of ``split`` ("test" or "val").
 
     Built once from the rendered split (``profile.n_test_mixtures`` or
@@ -136,19 +145,41 @@ def load_or_build_testset(root: str | Path, profile: Profile, n_sources: int, sp
     path = _testset_path(root, profile, corpus, split, n_sources)
     folder = render_corpus(profile, root, corpus)  # a no-op when rendered and current
     corpus_hash = read_corpus_manifest(folder)[0]["settings_hash"]
-    expected = {"corpus_hash": corpus_hash, "n_sources": n_sources, "n_mixtures": sizes[split],
-                "gain_db": [float(g) for g in profile.mixture_gain_db]}
+    expected = {
+        "corpus_hash": corpus_hash,
+        "n_sources": n_sources,
+        "n_mixtures": sizes[split],
+        "gain_db": [float(g) for g in profile.mixture_gain_db],
+    }
     if path.is_file():
         saved = safe_torch_load(path, "test set")
         if all(saved.get(k) == v for k, v in expected.items()):
-            return Mixture(saved["mixtures"], saved["sources"], saved["labels"], saved["texts"],
-                           saved["clip_indices"], saved["gains_db"])
+            return Mixture(
+                saved["mixtures"],
+                saved["sources"],
+                saved["labels"],
+                saved["texts"],
+                saved["clip_indices"],
+                saved["gains_db"],
+            )
     clips = load_clips(root, profile, corpus, split)
     seed = clip_seed(int(profile.extra.get("seed", 0)), corpus, "testset", split, n_sources)
     mix = build_mixtures(clips, n_sources, sizes[split], tuple(profile.mixture_gain_db), seed, corpus=corpus)
-    atomic_torch_save({**expected, "split": split, "corpus": corpus, "seed": seed,
-                       "mixtures": mix.mixtures, "sources": mix.sources, "labels": mix.labels,
-                       "texts": mix.texts, "clip_indices": mix.clip_indices, "gains_db": mix.gains_db}, path)
+    atomic_torch_save(
+        {
+            **expected,
+            "split": split,
+            "corpus": corpus,
+            "seed": seed,
+            "mixtures": mix.mixtures,
+            "sources": mix.sources,
+            "labels": mix.labels,
+            "texts": mix.texts,
+            "clip_indices": mix.clip_indices,
+            "gains_db": mix.gains_db,
+        },
+        path,
+    )
     return mix
 
 
@@ -182,9 +213,18 @@ class MixtureSampler:
     Sampling is tensor indexing and a sum: no file access.
     """
 
-    def __init__(self, clips: ClipSet, n_sources: int, batch_size: int, *, with_sources: bool,
-                 gain_range: tuple[float, float] = (0.5, 1.5), seed: int = 0,
-                 clip_indices: Sequence[int] | None = None, corpus: str = "instruments"):
+    def __init__(
+        self,
+        clips: ClipSet,
+        n_sources: int,
+        batch_size: int,
+        *,
+        with_sources: bool,
+        gain_range: tuple[float, float] = (0.5, 1.5),
+        seed: int = 0,
+        clip_indices: Sequence[int] | None = None,
+        corpus: str = "instruments",
+    ):
         self.clips = clips
         self.n_sources = int(n_sources)
         self.batch_size = int(batch_size)
@@ -194,8 +234,10 @@ class MixtureSampler:
         self.corpus = corpus
         present, groups = _clips_by_class(clips, clip_indices)
         if self.n_sources < 1 or 2 * self.n_sources > len(present):
-            raise ValueError(f"a mixture of mixtures of {self.n_sources}-source mixtures needs "
-                             f"{2 * self.n_sources} distinct classes; the clips offer {len(present)}")
+            raise ValueError(
+                f"a mixture of mixtures of {self.n_sources}-source mixtures needs "
+                f"{2 * self.n_sources} distinct classes; the clips offer {len(present)}"
+            )
         self._classes = torch.tensor(present)
         counts = [len(g) for g in groups]
         self._counts = torch.tensor(counts)

@@ -7,14 +7,15 @@ above the band we keep), mixed to mono, resampled to the study's rate with
 torchaudio, high-passed (TimGM6mb's saxophone samples carry a DC offset) and
 normalised to a fixed RMS. The same seed always gives the same samples.
 """
+
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -85,8 +86,14 @@ def _velocity(rng: np.random.Generator, lo: int, hi: int, level: float) -> int:
     return int(np.clip(round(v), 1, 127))
 
 
-def _melody(inst: Instrument, seconds: float, rng: np.random.Generator, t0: float,
-            low: int | None = None, high: int | None = None) -> list[tuple[float, float, int, int]]:
+def _melody(
+    inst: Instrument,
+    seconds: float,
+    rng: np.random.Generator,
+    t0: float,
+    low: int | None = None,
+    high: int | None = None,
+) -> list[tuple[float, float, int, int]]:
     """Notes ``(on, off, key, velocity)`` of a monophonic line filling ``seconds``."""
     keys, _ = _scale_keys(rng, inst.low if low is None else low, inst.high if high is None else high)
     bpm = rng.uniform(*inst.tempo)
@@ -149,12 +156,20 @@ def _arpeggio(inst: Instrument, seconds: float, rng: np.random.Generator, t0: fl
                 direction = voicing if rng.random() < 0.7 else voicing[::-1]
                 for j, k in enumerate(direction):
                     on = onset + j * rng.uniform(0.008, 0.025)
-                    notes.append((on, onset + beat * rng.uniform(0.5, 1.0), k, _velocity(rng, *inst.velocity, vel / 127)))
+                    notes.append(
+                        (on, onset + beat * rng.uniform(0.5, 1.0), k, _velocity(rng, *inst.velocity, vel / 127))
+                    )
         else:
             for j in range(8):
                 on = t + j * 0.5 * beat
-                notes.append((on, bar_end + 0.05, voicing[pattern[j] % len(voicing)],
-                              _velocity(rng, *inst.velocity, rng.uniform(0.4, 0.9))))
+                notes.append(
+                    (
+                        on,
+                        bar_end + 0.05,
+                        voicing[pattern[j] % len(voicing)],
+                        _velocity(rng, *inst.velocity, rng.uniform(0.4, 0.9)),
+                    )
+                )
         t = bar_end
     return notes
 
@@ -174,8 +189,9 @@ def _mallet(inst: Instrument, seconds: float, rng: np.random.Generator, t0: floa
     return notes
 
 
-def _expression_bends(inst: Instrument, notes, seconds: float, rng: np.random.Generator,
-                      bend_range: float) -> list[Event]:
+def _expression_bends(
+    inst: Instrument, notes, seconds: float, rng: np.random.Generator, bend_range: float
+) -> list[Event]:
     """Pitch-wheel events every 10 ms: vibrato and portamento slides (in semitones)."""
     if inst.vibrato <= 0 and inst.slide <= 0:
         return []
@@ -226,6 +242,7 @@ def _notes_to_events(notes, channel: int) -> list[Event]:
 
 
 # ---------------------------------------------------------------- sound events
+
 
 def _event_notes(ev: SoundEvent, seconds: float, rng: np.random.Generator) -> tuple[list, list[Event]]:
     """Notes ``(on, off, key, velocity)`` and extra controller events of one event clip."""
@@ -348,6 +365,7 @@ def make_score(corpus: str, label: str, seconds: float, seed: int) -> Score:
 
 # ---------------------------------------------------------------- synthesis
 
+
 def render_rate_for(sample_rate: int) -> int:
     """The synthesiser's rate: the smallest multiple of ``sample_rate`` >= 40 kHz."""
     return sample_rate * max(1, math.ceil(40000 / sample_rate))
@@ -421,7 +439,7 @@ class ClipRenderer:
                 s.control_change(*args)
         if pos < total:
             out[pos:] = np.frombuffer(s.generate(total - pos), np.float32).reshape(-1, 2)
-        return out[total - n_samples:].mean(axis=1)
+        return out[total - n_samples :].mean(axis=1)
 
     def render(self, score: Score, n_samples: int) -> torch.Tensor:
         """The finished clip: ``(n_samples,)`` float32 at ``sample_rate``, RMS ``TARGET_RMS``."""
@@ -456,8 +474,9 @@ def finish_clip(audio: torch.Tensor, sample_rate: int, what: str = "clip") -> to
     return (audio * gain).to(torch.float32)
 
 
-def render_clip(soundfont: str | Path, corpus: str, label: str, seed: int,
-                sample_rate: int, n_samples: int) -> torch.Tensor:
+def render_clip(
+    soundfont: str | Path, corpus: str, label: str, seed: int, sample_rate: int, n_samples: int
+) -> torch.Tensor:
     """One clip ``(n_samples,)`` float32 at ``sample_rate`` (loads the soundfont each call;
     use ``ClipRenderer`` to render many)."""
     score = make_score(corpus, label, n_samples / sample_rate, seed)

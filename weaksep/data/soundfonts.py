@@ -7,13 +7,14 @@ installed: ``fluid-soundfont-gm`` (FluidR3) and ``musescore-general-soundfont``.
 An environment variable ``WEAKSEP_SOUNDFONT_<NAME>`` (e.g.
 ``WEAKSEP_SOUNDFONT_FLUIDR3=/path/FluidR3_GM.sf2``) points at a copy elsewhere.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 def _package_dir(package: str) -> Path | None:
