@@ -223,3 +223,33 @@ def test_ddp_with_gloo_on_two_processes(smoke_study, tmp_path):
         assert log["loss_total"].iloc[-10:].mean() < log["loss_total"].iloc[:10].mean()
     ratio = ddp["loss_total"].iloc[-10:].mean() / single["loss_total"].iloc[-10:].mean()
     assert 0.5 < ratio < 2.0, ratio
+
+
+def test_a_committed_model_with_the_same_run_config_is_used_not_trained(smoke_study, tmp_path, capsys):
+    """Notebooks on a fresh clone: a model in results/models whose saved run config is the one asked
+    for is used as it is; with reuse off (make reproduce), or for another config, it is not."""
+    from weaksep.study import Study
+
+    path = smoke_study.train("unsup", 2, steps=2, validate=False)
+    results = tmp_path / "results"
+    committed = Study(
+        smoke_study.profile,
+        data_root=tmp_path / "fresh_cache",
+        results_dir=results,
+        clap_checkpoint=smoke_study.clap_checkpoint,
+        progress=False,
+    )
+    exported = committed.export_run(path, "unsup_n2")
+    reusing = Study(
+        smoke_study.profile,
+        data_root=tmp_path / "fresh_cache",
+        results_dir=results,
+        clap_checkpoint=smoke_study.clap_checkpoint,
+        progress=False,
+        reuse_committed=True,
+    )
+    assert reusing.train("unsup", 2, steps=2, validate=False) == exported
+    assert "using the committed model" in capsys.readouterr().out
+    assert not (tmp_path / "fresh_cache" / "smoke" / "runs").exists()  # nothing trained
+    assert reusing.committed_model(reusing.run_config("unsup", 2, steps=3)) is None  # another config
+    assert committed.committed_model(committed.run_config("unsup", 2, steps=2)) is None  # reuse off

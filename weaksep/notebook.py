@@ -26,9 +26,14 @@ def open_study(
     clap_checkpoint: str | Path | None = None,
     tokenizer_dir: str | Path | None = None,
     clap_backend: str | None = None,
+    reuse: bool = True,
     **overrides: Any,
 ) -> Study:
     """The study of a notebook's parameters cell, and one line saying what it runs on.
+
+    With ``reuse`` (the notebooks' default; ``make reproduce`` passes False
+    unless ``REUSE=1``), models committed in ``results/models`` whose saved run
+    config is the one asked for are used instead of trained, and say so.
 
     ``data`` is a folder of manifests (``train.csv``, ``val.csv``, ``test.csv``)
     or the root of a dataset in its public layout (MUSIC, VGGSound, AudioCaps),
@@ -48,6 +53,7 @@ def open_study(
         clap_checkpoint=clap_checkpoint,
         tokenizer_dir=tokenizer_dir,
         clap_backend=clap_backend,
+        reuse_committed=reuse,
         **overrides,
     )
     p = study.profile
@@ -104,17 +110,19 @@ def train_and_evaluate(
     fig_dir = study.results / "figures"
     plot_sdr_by_regime(summary, fig_dir / f"{name}_sdr.png")
     first = by_seed[seeds[0]]
-    plot_training_curves({label: p.parent / "log.csv" for label, p in first.items()}, fig_dir / f"{name}_training.png")
+    plot_training_curves(
+        {label: study.run_files(p) / "log.csv" for label, p in first.items()}, fig_dir / f"{name}_training.png"
+    )
     return summary, rows, first
 
 
-def stopping(paths: dict[str, Path]) -> pd.DataFrame:
+def stopping(study: Study, paths: dict[str, Path]) -> pd.DataFrame:
     """Where each run stopped, which validation checkpoint it uses and whether it plateaued."""
     import json
 
     rows = []
     for label, path in paths.items():
-        sel = path.parent / "selection.json"
+        sel = study.run_files(path) / "selection.json"
         if sel.exists():
             rows.append({"run": label, **json.loads(sel.read_text())})
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from .checkpoint import load_separator
+from .checkpoint import load_separator, read_checkpoint
 from .clap import ClapBackend, load_clap
 from .data import ClipSet, Mixture, build_mixtures, load_clips, load_manifest, load_or_build_testset
 from .evaluate import evaluate_separators
@@ -57,6 +57,7 @@ class Study:
         tokenizer_dir: str | Path | None = None,
         manifests: str | Path | None = None,
         progress: bool = True,
+        reuse_committed: bool = False,
         **overrides: Any,
     ) -> None:
         if isinstance(profile, Profile):
@@ -76,6 +77,9 @@ class Study:
                     f"manifest folder {self.manifests} lacks {missing} (CSV files with a header 'path,label')"
                 )
         self.progress = progress
+        # Use models committed in results/models (and their CLAP) when their saved run config is
+        # the one asked for: the notebooks then open in minutes on a fresh clone.
+        self.reuse_committed = reuse_committed
         self._clap: ClapBackend | None = None
         self._clap_sha: str | None = None
         if self.clap_backend == "laion" and self.clap_checkpoint is None:
@@ -147,11 +151,43 @@ class Study:
                 )
             else:
                 path = self.default_clap_path()
+                committed = self._committed_clap()
+                if not path.exists() and committed is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(committed, path)
+                    print(
+                        f"using the committed default CLAP {portable_path(committed, self.cache)} "
+                        "(the one the committed models were trained with; REUSE=0 pretrains it anew)"
+                    )
                 if not path.exists():
                     self.pretrain_clap(path)
                 self.clap_checkpoint = path
                 self._clap = load_clap("proxy", path)
         return self._clap
+
+    # --- models committed in results/ ------------------------------------------
+    def _committed_clap(self) -> Path | None:
+        """``results/models/clap_proxy.pt`` when reuse is on and it is this profile's default CLAP."""
+        path = self.results / "models" / "clap_proxy.pt"
+        source = path.with_suffix(".source")  # the cache name it was copied from: the hash of its settings
+        if not self.reuse_committed or not path.exists() or not source.exists():
+            return None
+        return path if source.read_text().strip() == self.default_clap_path().name else None
+
+    def committed_model(self, cfg: RunConfig) -> Path | None:
+        """A model in ``results/models`` whose saved run config is ``cfg`` (same code, CLAP, data, ...)."""
+        if not self.reuse_committed:
+            return None
+        for path in sorted((self.results / "models").glob("*.pt")):
+            if path.name == "clap_proxy.pt":
+                continue
+            try:
+                saved = read_checkpoint(path)["run_config"]
+            except (ValueError, OSError):
+                continue
+            if same_run(saved, cfg):
+                return path
+        return None
 
     def pretrain_clap(self, path: Path | None = None, **kwargs: Any) -> dict[str, Any]:
         """Pretrain the default CLAP into ``path``; write its model card into ``results``."""
@@ -197,6 +233,7 @@ class Study:
             dest = self.results / "models" / "clap_proxy.pt"
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.clap_checkpoint, dest)
+            atomic_write_text(dest.with_suffix(".source"), Path(self.clap_checkpoint).name + "\n")
         return card
 
     def clap_info(self) -> dict[str, Any]:
@@ -283,6 +320,14 @@ class Study:
         ``snapshots`` keeps the model of every checkpoint, for training curves.
         """
         cfg = self.run_config(regime, n_sources, seed, **overrides)
+        committed = self.committed_model(cfg) if out_dir is None else None
+        if committed is not None:
+            made_at = read_checkpoint(committed)["run_config"].get("commit") or "?"
+            print(
+                f"{regime} N={n_sources} seed {seed}: using the committed model {portable_path(committed, self.cache)} "
+                f"(its saved run config is the one asked for; trained at commit {made_at[:12]}); nothing trained"
+            )
+            return committed
         out = Path(out_dir) if out_dir else self.run_dir(cfg)
         if out_dir is None and not (out / "checkpoint.pt").exists():
             for shorter in self._shorter_runs(cfg):
@@ -320,6 +365,14 @@ class Study:
         if not out:
             raise FileNotFoundError(f"run {run} kept no snapshots: train it with snapshots=True")
         return out
+
+    def run_files(self, model_path: str | Path) -> Path:
+        """The folder of a model's run files (``log.csv``, ``val.csv``, ``selection.json``): its run
+        folder in the cache, or ``results/runs/<name>`` for a committed model."""
+        model_path = Path(model_path)
+        if model_path.parent.resolve() == (self.results / "models").resolve():
+            return self.results / "runs" / model_path.stem
+        return model_path.parent
 
     def load_model(self, path: str | Path) -> Separator:
         return load_separator(path)[0]
@@ -397,6 +450,8 @@ class Study:
         """Copy a finished run's model and training log into ``results/models`` and ``results/runs``."""
         model_path = Path(model_path)
         dest = self.results / "models" / f"{name}.pt"
+        if dest.exists() and dest.resolve() == model_path.resolve():
+            return dest  # a committed model in use: already exported, with its run files
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_path, dest)
         run_dir = self.results / "runs" / name
