@@ -409,6 +409,8 @@ class Study:
         df["regime"] = df["run"].map(regime)
         df["label_fraction"] = df["run"].map(fraction)
         df["n_sources"] = n_sources
+        # N of the mixtures each model was trained on: every row of a table is a model of that table's N.
+        df["trained_n_sources"] = df["run"].map({k: cfg["n_sources"] for k, (_, cfg) in loaded.items()})
         return df
 
     def write_table(
