@@ -199,6 +199,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  separation, 60 s input, one prompt: {sep['separation_seconds_per_second']:.1f} s of audio per s")
     except ImportError as e:
         print(f"  separation: not measured ({e})")
+    from .paths import REPO_ROOT
+    from .separate import benchmark_folder
+
+    model = REPO_ROOT / "results" / "models" / "weak_n2.pt"
+    if model.exists():
+        r = benchmark_folder(model, n_files=20, seconds=60)
+        print(
+            f"  separation of a folder, 20 files x 60 s, one prompt, one call: "
+            f"{r['audio_seconds_per_second']:.1f} s of audio per s ({r['model_load_share']:.1%} of it loading the model)"
+        )
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .checkpoint import load_separator
+from .paths import portable_path
 from .plots import plot_sdr_by_regime, plot_spectrograms, plot_training_curves
 from .runs import run_label
 from .study import Study
@@ -59,7 +60,8 @@ def open_study(
     p = study.profile
     print(
         f"profile {p.name}: {p.sample_rate} Hz, {p.clip_seconds:.2f} s clips, a budget of {p.steps} steps per run, "
-        f"seeds {list(p.seeds)}; data: {study.data_name()}; CLAP: {study.clap_backend}; results -> {study.results}"
+        f"seeds {list(p.seeds)}; data: {study.data_name()}; CLAP: {study.clap_backend}; "
+        f"results -> {portable_path(study.results)}"
     )
     return study
 
