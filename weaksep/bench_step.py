@@ -112,13 +112,30 @@ def measure(profile_name: str, regime: str, n_sources: int, steps: int) -> dict[
     }
 
 
+def profiler_table(profile_name: str, regime: str, n_sources: int, steps: int = 3, rows: int = 25) -> str:
+    """A ``torch.profiler`` table (CPU time by operator) of ``steps`` training steps after 2 warm-up steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step = _step_function(profile_name, regime, n_sources)
+    for s in range(2):
+        step(s)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for s in range(2, 2 + steps):
+            step(s)
+    return prof.key_averages().table(sort_by="cpu_time_total", row_limit=rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("regime")
     ap.add_argument("n_sources", type=int)
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--profiler", action="store_true", help="print a torch.profiler table of 3 steps instead")
     args = ap.parse_args(argv)
+    if args.profiler:
+        print(profiler_table(args.profile, args.regime, args.n_sources))
+        return 0
     print(json.dumps(measure(args.profile, args.regime, args.n_sources, args.steps)))
     return 0
 
