@@ -2,6 +2,8 @@
 # every notebook at the smoke profile, their outputs and the committed results),
 # `make test-unit` the fast unit tests only, `make ablations` the ablations of notebook 07.
 # DATA=DIR: a folder of manifests or a MUSIC / VGGSound / AudioCaps root instead of the rendered corpora.
+# CLAP_CKPT=FILE (CLAP_BACKEND=laion TOKENIZER=DIR for LAION-CLAP at the smoke or quick sizes;
+# the paper profile uses laion by default): the CLAP to condition on instead of the default one.
 # Each sets up .venv first; re-running setup when nothing changed takes seconds.
 
 PYTHON ?= python3
@@ -11,12 +13,22 @@ STAMP := $(VENV)/.weaksep-installed
 PROFILE ?= quick
 DATA ?=
 CLAP_CKPT ?=
+CLAP_BACKEND ?=
+TOKENIZER ?=
 REUSE ?= 0
 SEEDS ?=
+STEPS ?=
 # REUSE=1 lets the notebooks use committed models whose run config matches instead of training them.
 # SEEDS=0,1,2 trains every headline cell with those seeds instead of the profile's (quick: 0 only).
-NB_PARAMS := -p profile $(PROFILE) -p reuse $(if $(filter 1,$(REUSE)),True,False) $(if $(DATA),-p data $(abspath $(DATA))) $(if $(CLAP_CKPT),-p clap_checkpoint $(abspath $(CLAP_CKPT))) $(if $(SEEDS),-y "seeds: [$(SEEDS)]")
-RESULTS := results$(if $(filter-out quick,$(PROFILE)),/$(PROFILE))
+# STEPS=N: a step budget per run other than the profile's (the tests run the study with a few).
+NB_PARAMS := -p profile $(PROFILE) -p reuse $(if $(filter 1,$(REUSE)),True,False) \
+	$(if $(DATA),-p data $(abspath $(DATA))) \
+	$(if $(CLAP_CKPT),-p clap_checkpoint $(abspath $(CLAP_CKPT))) \
+	$(if $(CLAP_BACKEND),-p clap_backend $(CLAP_BACKEND)) \
+	$(if $(TOKENIZER),-p tokenizer_dir $(abspath $(TOKENIZER))) \
+	$(if $(SEEDS),-y "seeds: [$(SEEDS)]") $(if $(STEPS),-p steps $(STEPS))
+# $WEAKSEP_RESULTS moves the results as it does for the library (weaksep/paths.py).
+RESULTS := $(or $(WEAKSEP_RESULTS),results)$(if $(filter-out quick,$(PROFILE)),/$(PROFILE))
 STUDY_NOTEBOOKS := 00_pretrain_clap 01_two_source 02_three_source 03_four_source 04_semi_supervised 08_captioned_events 05_summary 06_try_it
 SOURCES := $(wildcard weaksep/*.py weaksep/*/*.py)
 
@@ -46,7 +58,9 @@ test: setup lint
 # The study: one file target per notebook. The targets are stamps in .cache
 # (not the executed notebooks, which are committed), so a fresh clone runs
 # every notebook; trained models are cached by config hash and reused.
-STAMPS := .cache/stamps/$(PROFILE)
+# Keyed by the notebook parameters and the results folder, so that another DATA, CLAP or
+# STEPS runs every notebook again instead of finding them done.
+STAMPS := .cache/stamps/$(PROFILE)-$(shell echo '$(NB_PARAMS) $(abspath $(RESULTS))' | sha1sum | cut -c1-10)
 reproduce: setup $(foreach nb,$(STUDY_NOTEBOOKS),$(STAMPS)/$(nb).done)
 	@cat $(RESULTS)/summary.md
 

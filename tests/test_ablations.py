@@ -22,9 +22,9 @@ from weaksep.ablations import (
 )
 from weaksep.checkpoint import read_checkpoint
 from weaksep.data import MixtureSampler
-from weaksep.metrics import clap_scores
 from weaksep.objective import _entity_means, weak_terms
 from weaksep.runs import RunConfig, same_run
+from weaksep.scores import clap_scores
 
 
 # --------------------------------------------------------------------------- run identity

@@ -17,9 +17,9 @@ import torch
 from weaksep import cli
 from weaksep.checkpoint import load_separator, read_checkpoint, save_checkpoint
 from weaksep.confidence import write_confidence
+from weaksep.inference import load_for_inference
 from weaksep.model import Separator, SeparatorConfig
 from weaksep.paths import file_sha256
-from weaksep.separate import load_for_inference
 
 RATE = 44100
 

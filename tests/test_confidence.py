@@ -10,8 +10,8 @@ import torch
 
 from weaksep.confidence import confidence_scores, cut_windows, load_threshold, main, window_starts
 from weaksep.data import corpus_classes
-from weaksep.metrics import clap_similarity
 from weaksep.paths import file_sha256
+from weaksep.scores import clap_similarity
 
 
 def test_windows_cover_the_signal_and_short_signals_are_repeated():

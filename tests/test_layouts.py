@@ -117,7 +117,7 @@ def test_corrupt_file_stops_preparation_naming_metadata_line_and_file(trees, lay
 
 
 def test_corrupt_line_is_where_the_metadata_lists_the_file(trees):
-    """The fixture's own record, checked against the metadata text (independently of layouts.py)."""
+    """The fixture's own record, checked against the metadata text (independently of layouts/)."""
     for layout, record in trees.items():
         stem = Path(record.corrupt).stem
         line = (Path(record.root) / record.corrupt_metadata).read_text().splitlines()[record.corrupt_line - 1]

@@ -10,9 +10,9 @@ import os
 import pandas as pd
 import pytest
 
-from weaksep.metrics import TABLE_COLUMNS
 from weaksep.paths import default_results_dir
 from weaksep.profiles import get_profile
+from weaksep.tables import TABLE_COLUMNS
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("WEAKSEP_CHECK_NOTEBOOK_OUTPUTS"), reason="checks the outputs of the nbval run of `make test`"

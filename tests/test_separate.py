@@ -13,20 +13,11 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from weaksep.audio_files import audio_extensions, expand_inputs, input_folder_names, output_paths, write_outputs
+from weaksep.inference import LoadedSeparator, separate_waveform
 from weaksep.model import Separator, SeparatorConfig
-from weaksep.separate import (
-    LoadedSeparator,
-    audio_extensions,
-    crossfade_window,
-    expand_inputs,
-    input_folder_names,
-    output_paths,
-    overlap_add,
-    separate_files,
-    separate_waveform,
-    window_count,
-    write_outputs,
-)
+from weaksep.overlap_add import crossfade_window, overlap_add, window_count
+from weaksep.separate import separate_files
 
 MODEL_RATE, WINDOW = 8000, 2048
 D = 16
@@ -206,22 +197,23 @@ def test_bad_prompts_and_waveforms_are_refused():
 def test_outputs_are_written_all_or_none(tmp_path, monkeypatch):
     import soundfile as sf
 
-    import weaksep.separate as separate
+    import weaksep.audio_files as audio_files
 
     est = torch.zeros(2, 1, 100)
     out = tmp_path / "out"
     calls = []
+    real_write = sf.write  # the first file is really written, then the disk "fills"
 
     def failing_write(path, *args, **kwargs):
         calls.append(path)
         if len(calls) == 2:
             raise OSError("disk full")
-        sf.write(path, *args, **kwargs)
+        real_write(path, *args, **kwargs)
 
-    monkeypatch.setattr(separate.sf, "write", failing_write)
+    monkeypatch.setattr(audio_files.sf, "write", failing_write)
     with pytest.raises(OSError, match="disk full"):
         write_outputs(est, 8000, [out / "a.wav", out / "b.wav"])
-    assert not out.exists()
+    assert len(calls) == 2 and not out.exists()
     monkeypatch.undo()
     paths = write_outputs(est, 8000, [out / "a.wav", out / "b.wav"])
     assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav"] == [p.name for p in paths]
@@ -381,7 +373,7 @@ def test_nothing_readable_is_an_error_and_writes_nothing(tmp_path):
 
 
 def test_benchmark_folder_on_two_short_files(smoke_study):
-    from weaksep.separate import benchmark_folder
+    from weaksep.bench import benchmark_folder
 
     model = smoke_study.train("sup", 2, steps=5)  # the test_cli checkpoint, cached
     r = benchmark_folder(model, n_files=2, seconds=3.0, sample_rate=22050, channels=2)
@@ -391,7 +383,7 @@ def test_benchmark_folder_on_two_short_files(smoke_study):
 
 
 def test_the_recorded_clap_is_found_from_a_portable_path(tmp_path, monkeypatch):
-    from weaksep.separate import recorded_clap_paths
+    from weaksep.inference import recorded_clap_paths
 
     monkeypatch.setenv("WEAKSEP_CACHE", str(tmp_path / "default_cache"))
     cache = tmp_path / "other_cache"  # a study run with another data root

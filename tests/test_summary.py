@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from weaksep import plots, summary
-from weaksep.metrics import TABLE_COLUMNS, save_table, summarise_table
+from weaksep.tables import TABLE_COLUMNS, save_table, summarise_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

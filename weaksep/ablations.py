@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import METRICS, TABLE_COLUMNS, aggregate, ci95_halfwidth, load_table, save_table
+from .tables import METRICS, TABLE_COLUMNS, aggregate, ci95_halfwidth, load_table, save_table
 
 ABLATION_METRICS = (*METRICS, "clap_top1")  # clap_top1: share of queries whose CLAP top class is the entity
 ABLATION_COLUMNS = (

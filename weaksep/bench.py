@@ -5,7 +5,11 @@ throughput and pretraining cost, training steps per second and peak memory
 for every regime (and the cost of a weak step relative to an unsup step),
 and the separation real-time factor, all at the quick profile. Each figure is
 a median over repeats; training regimes run one after another in fresh
-processes so that their peak memory is their own.
+processes so that their peak memory is their own. With the committed weak
+model it also times separating a folder of files, model load included.
+
+:func:`benchmark_folder` (what ``weaksep separate`` costs on a folder of
+synthetic recordings) can also be called alone.
 """
 
 from __future__ import annotations
@@ -15,12 +19,18 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import soundfile as sf
 import torch
+
+if TYPE_CHECKING:
+    pass
 
 
 def _median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
@@ -116,10 +126,10 @@ def bench_step(
 
 def bench_separation(profile_name: str, repeats: int) -> dict[str, float]:
     from .clap.proxy import ProxyClap
+    from .inference import separate_waveform
     from .model import Separator
     from .profiles import get_profile
     from .runs import separator_config
-    from .separate import separate_waveform
 
     p = get_profile(profile_name)
     clap = ProxyClap(p.sample_rate, p.n_mels, p.clap_channels).freeze()
@@ -130,6 +140,75 @@ def bench_separation(profile_name: str, repeats: int) -> dict[str, float]:
         lambda: separate_waveform(model, clap, wav, 44100, ["violin"], p.sample_rate, progress=False), repeats
     )
     return {"separation_seconds_per_second": seconds / t}
+
+
+def _synthetic_recording(seconds: float, sample_rate: int, channels: int, seed: int) -> np.ndarray:
+    """(frames, channels) float32: two tones with a slow tremolo over soft noise, like a busy recording."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f1, f2 = rng.uniform(110, 880, size=2)
+    tone = 0.2 * np.sin(2 * np.pi * f1 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t)) + 0.1 * np.sin(2 * np.pi * f2 * t)
+    return np.stack([tone + 0.02 * rng.standard_normal(t.size) for _ in range(channels)], 1).astype(np.float32)
+
+
+def benchmark_folder(
+    model_path: str | Path,
+    n_files: int = 20,
+    seconds: float = 60.0,
+    prompts: Sequence[str] = ("violin",),
+    sample_rate: int = 44100,
+    channels: int = 1,
+    residual: bool = False,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """What separating a folder costs: ``n_files`` synthetic files of ``seconds`` each, in one call.
+
+    The files (16-bit WAV at ``sample_rate`` Hz, ``channels`` channels, as a
+    recording would come) are written to a temporary folder and separated by
+    one :func:`separate_files` call, which loads the model once, writes every
+    output and scores it; everything is removed afterwards. ``kwargs`` go to
+    :func:`separate_files`.
+
+    Returns:
+        ``audio_seconds_per_second`` (seconds of audio separated per second of
+        wall time, model load included), ``model_load_share`` (the share of the
+        wall time spent loading the model), and the figures they come from:
+        ``files``, ``audio_seconds``, ``wall_seconds``, ``model_load_seconds``,
+        ``prompts``, ``sample_rate``, ``channels``, ``threads``.
+    """
+    if n_files < 1 or seconds <= 0:
+        raise ValueError(f"need at least one file of positive length, got {n_files} files of {seconds} s")
+    from .separate import separate_files  # imported where used, like every weaksep import of this module
+
+    with tempfile.TemporaryDirectory(prefix="weaksep-bench-") as tmp:
+        inputs = Path(tmp) / "inputs"
+        inputs.mkdir()
+        for i in range(n_files):
+            sf.write(
+                inputs / f"recording_{i:03d}.wav",
+                _synthetic_recording(seconds, sample_rate, channels, i),
+                sample_rate,
+                subtype="PCM_16",
+            )
+        start = time.perf_counter()
+        scores = separate_files(inputs, prompts, Path(tmp) / "out", model_path, residual=residual, log=None, **kwargs)
+        wall = time.perf_counter() - start
+    if scores.attrs["skipped"]:
+        raise RuntimeError(f"the benchmark skipped inputs: {scores.attrs['skipped']}")
+    load = scores.attrs["timing"]["model_load_seconds"]
+    audio = scores.attrs["timing"]["audio_seconds"]
+    return {
+        "files": n_files,
+        "audio_seconds": audio,
+        "wall_seconds": wall,
+        "audio_seconds_per_second": audio / wall,
+        "model_load_seconds": load,
+        "model_load_share": load / wall,
+        "prompts": len(prompts),
+        "sample_rate": sample_rate,
+        "channels": channels,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as e:
         print(f"  separation: not measured ({e})")
     from .paths import REPO_ROOT
-    from .separate import benchmark_folder
 
     model = REPO_ROOT / "results" / "models" / "weak_n2.pt"
     if model.exists():

@@ -1,5 +1,8 @@
 """The ``weaksep`` command: separate your own audio, train, evaluate.
 
+(About 450 lines, one purpose: the arguments, checks and one-line errors of each
+subcommand; the work itself is in ``separate.py``, ``train.py`` and ``evaluate.py``.)
+
     weaksep separate MIX.wav FOLDER/ --prompt violin --prompt "something brass" -o out/ --residual
     weaksep train --regime weak --sources 2 --out runs/weak_n2
     weaksep evaluate --checkpoint results/models/weak_n2.pt --sources 2
@@ -36,7 +39,7 @@ def _fail(message: str) -> int:
 
 # --------------------------------------------------------------------------- separate
 def _add_separate(sub: argparse._SubParsersAction) -> None:
-    from .separate import DEFAULT_CHECKPOINT, REFERENCE_RMS
+    from .inference import DEFAULT_CHECKPOINT, REFERENCE_RMS
 
     p = sub.add_parser(
         "separate",
@@ -368,9 +371,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    from .inference import load_for_inference
     from .io import atomic_write_text
     from .profiles import get_profile
-    from .separate import load_for_inference
     from .study import Study
 
     if not 1 <= args.sources <= 4:

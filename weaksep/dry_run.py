@@ -18,8 +18,7 @@ depend on the machine; the hours are only as good as the throughput assumed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -185,7 +184,3 @@ def format_dry_run(d: DryRun) -> str:
             f"  {d.steps} steps at {d.gpu_tflops:g} TFLOP/s sustained on each of {d.gpus} GPUs: {d.hours:.1f} h",
         ]
     )
-
-
-def as_dict(d: DryRun) -> dict[str, Any]:
-    return asdict(d)

@@ -18,8 +18,8 @@ import torch
 
 from .clap import ClapBackend
 from .data import Mixture
-from .metrics import clap_scores, evaluate_regimes
 from .model import Separator
+from .scores import clap_scores, evaluate_regimes
 
 
 @torch.no_grad()

@@ -1,5 +1,8 @@
 """The study's figures, drawn from the result CSVs (never from a model).
 
+(About 450 lines, one purpose: every figure of the study, so that they share one
+style and ``make figures`` can redraw them all.)
+
 Figures are built on :class:`matplotlib.figure.Figure` directly, not through
 pyplot: nothing is displayed, no global backend is switched (a notebook's
 inline backend keeps working), and saving uses Agg.
@@ -26,8 +29,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from weaksep.io import atomic_write_bytes, atomic_write_text
-from weaksep.metrics import REGIME_ORDER, load_table
 from weaksep.summary import compare_to_paper, load_tables, summary_markdown, to_markdown
+from weaksep.tables import REGIME_ORDER, load_table
 
 METRIC_LABELS = {
     "sdr": "SDR (dB, bss_eval)",
@@ -83,7 +86,7 @@ def plot_sdr_by_regime(table_csvs: Any, out_png: str | Path, metric: str = "sdr"
     """Bars of the mean ``metric`` with 95 % CI error bars, by N (x) and regime (colour).
 
     Args:
-        table_csvs: result table CSV path(s) (columns of ``metrics.TABLE_COLUMNS``)
+        table_csvs: result table CSV path(s) (columns of ``tables.TABLE_COLUMNS``)
             or an already concatenated DataFrame.
         out_png: where to write the PNG.
         metric: one of ``sdr, sir, sar, sdri, si_sdr, clap_sim``.

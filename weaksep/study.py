@@ -1,5 +1,10 @@
 """The study as a library: what every notebook calls.
 
+(About 490 lines, one purpose: :class:`Study` is the one object that knows where
+data, CLAPs, runs and results live and which finished run to reuse; what it
+delegates to lives elsewhere: training in ``train.py``, scores in ``scores.py``,
+tables in ``tables.py``, data in ``data/``.)
+
 A :class:`Study` holds one profile and knows where things live:
 
 * ``cache`` (``$WEAKSEP_CACHE``, else ``.cache/`` in the checkout): rendered
@@ -24,19 +29,31 @@ from . import __version__
 from .checkpoint import load_separator, read_checkpoint
 from .clap import ClapBackend, load_clap
 from .data import ClipSet, Mixture, build_mixtures, load_clips, load_manifest, load_or_build_testset
+from .data.layouts import prepared_report
 from .evaluate import evaluate_separators
 from .io import atomic_torch_save, atomic_write_text, safe_torch_load
-from .metrics import save_table, summarise_table
 from .model import Separator
 from .paths import default_cache, default_results_dir, file_sha256, portable_path
 from .profiles import Profile, get_profile
 from .runs import RunConfig, code_version, git_commit, same_run
+from .tables import save_table, summarise_table
 from .train import continue_from, train
 
 
 def clap_card_of(path: str | Path) -> dict[str, Any]:
     """The model card saved inside a default-CLAP checkpoint (pretraining record and quality)."""
     return dict(safe_torch_load(path, "CLAP checkpoint").get("card") or {})
+
+
+def manifest_kind(csv_path: Path) -> str:
+    """"caption" for a manifest whose header is ``path,caption`` (AudioCaps), else "label".
+
+    A captioned clip is used as one source whose text is its caption: it is mixed
+    with others, queried with its caption, and is the reference of that query.
+    """
+    with open(csv_path, encoding="utf-8") as f:
+        header = f.readline()
+    return "caption" if header.strip().lower().replace(" ", "").endswith(",caption") else "label"
 
 
 class Study:
@@ -93,7 +110,10 @@ class Study:
         """Single-source clips of ``split``: rendered, or read from ``<manifests>/<split>.csv``."""
         if self.manifests is None:
             return load_clips(self.cache, self.profile, corpus, split)
-        return load_manifest(self.manifests / f"{split}.csv", self.profile.sample_rate, self.profile.clip_samples)
+        csv_path = self.manifests / f"{split}.csv"
+        return load_manifest(
+            csv_path, self.profile.sample_rate, self.profile.clip_samples, kind=manifest_kind(csv_path)
+        )
 
     def testset(self, n_sources: int, split: str = "test", corpus: str = "instruments") -> Mixture:
         """The fixed ``n_sources``-source mixtures of ``split``, built once and saved."""
@@ -283,6 +303,28 @@ class Study:
         )
         return f"manifests:{self.manifests.name}:{digest.hexdigest()[:10]}"
 
+    def data_info(self) -> dict[str, Any]:
+        """What the clips are, as every results config records it.
+
+        ``{"source": "rendered"}``; or ``{"source": "manifests", "manifests": <folder>:<hash>}``,
+        plus, when the manifests were prepared from a dataset in its public layout, that
+        ``layout``, the ``root`` folder's name (not its path: results carry no machine path),
+        the clips ``kept`` and ``missing`` per split and the number of bad rows skipped.
+        """
+        if self.manifests is None:
+            return {"source": "rendered"}
+        info: dict[str, Any] = {"source": "manifests", "manifests": self.data_name().split(":", 1)[1]}
+        report = prepared_report(self.manifests)
+        if report is not None:
+            info.update(
+                layout=report.layout,
+                root=Path(report.root).name,
+                kept=report.kept,
+                missing=report.missing,
+                skipped_bad=len(report.skipped),
+            )
+        return info
+
     def text_cache_path(self) -> Path:
         """The CLAP text embeddings shared by every run of this CLAP (a file in the cache)."""
         return self.cache / self.profile.name / "text" / f"{self.clap_info()['sha256']}.pt"
@@ -443,7 +485,13 @@ class Study:
     def _write_beside(self, name: str, query_rows: pd.DataFrame, config: dict[str, Any] | None) -> None:
         """``queries/<name>.csv`` (the per-query rows) and ``configs/<name>.json`` (what made the table)."""
         atomic_write_text(self.results / "queries" / f"{name}.csv", query_rows.to_csv(index=False))
-        cfg = {"profile": self.profile.to_dict(), "version": __version__, "clap": self.clap_info(), **(config or {})}
+        cfg = {
+            "profile": self.profile.to_dict(),
+            "version": __version__,
+            "clap": self.clap_info(),
+            "data": self.data_info(),
+            **(config or {}),
+        }
         atomic_write_text(
             self.results / "configs" / f"{name}.json", json.dumps(cfg, indent=2, sort_keys=True, default=str) + "\n"
         )

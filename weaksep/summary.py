@@ -1,5 +1,8 @@
 """Our numbers beside the paper's claims (``weaksep/METHOD.md#claims``).
 
+(About 400 lines, one purpose: each claim's figure, interval and verdict, and the
+summary files written from them.)
+
 Every claim is recomputed from the per-query rows behind the result tables, the
 way the paper states it, from the *mean* over all queries of the test mixtures
 (each source queried with its own entity), for bss_eval SDR (mir_eval
@@ -32,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from weaksep.metrics import REGIME_ORDER, load_table
 from weaksep.stats import bootstrap, cell_means, verdict
+from weaksep.tables import REGIME_ORDER, load_table
 
 # table name -> file under results/ written by the notebook of that table
 TABLE_FILES: dict[str, str] = {

@@ -13,8 +13,8 @@ import torch
 from .clap import ClapBackend
 from .data import Mixture
 from .evaluate import separate_testset
-from .metrics import SILENT_FLOOR_DB, evaluate_queries
 from .model import Separator
+from .scores import SILENT_FLOOR_DB, evaluate_queries
 
 VAL_COLUMNS = ["step", "val_sdr", "val_si_sdr"]
 LAST_SHARE = 0.2  # "plateaued": the last fifth of the steps raised the best validation SDR by less than the tolerance

@@ -1,7 +1,7 @@
 """Tiny datasets in the public layouts of MUSIC, VGGSound and AudioCaps, made of rendered audio.
 
 ``write_fixture(layout, out)`` writes, in a new folder, the dataset's own
-metadata and a folder of audio as a user's download looks (see ``layouts.py``):
+metadata and a folder of audio as a user's download looks (see ``layouts/``):
 
 music
     ``MUSIC_solo_videos.json`` (the 11 classes), ``MUSIC_duet_videos.json``

@@ -1,11 +1,11 @@
-"""Separation metrics, per query and aggregated into the study's result tables.
+"""Separation scores of the queries of one test mixture: bss_eval SDR/SIR/SAR, SI-SDR, CLAP similarity.
 
 Which SDR: ``sdr`` is always the SDR of mir_eval's ``bss_eval_sources``
 (BSS Eval v3, a 512-tap time-invariant distortion filter, no permutation
 search: estimate ``n`` is scored against reference ``n`` and the other
 references of the same mixture count as interference). That is the metric of
 Mahmud et al. (2024). It is computed with ``fast_bss_eval`` and checked against
-mir_eval 0.8.2 in ``tests/test_metrics.py``. We also report
+mir_eval 0.8.2 in ``tests/test_scores.py``. We also report
 
 - ``sdri``: SDR improvement, SDR(estimate) - SDR(mixture used as the estimate);
 - ``si_sdr``: scale-invariant SDR (Le Roux et al., 2019), zero-mean signals;
@@ -30,23 +30,17 @@ Speed: bss_eval's cost is a block-Toeplitz solve that depends on the
 references only; :func:`evaluate_regimes` scores every regime's estimates and
 the mixture baseline of one test mixture with a single solve (about 0.3 s for
 N = 2 and 1 s for N = 4 on 2 CPU cores, whatever the number of regimes).
+Aggregating these rows into the study's result tables is :mod:`weaksep.tables`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import fast_bss_eval
 import numpy as np
-import pandas as pd
 import torch
-from scipy import stats
-
-from weaksep.io import atomic_write_text
-from weaksep.stats import mean_interval
 
 if TYPE_CHECKING:
     from weaksep.clap.base import ClapBackend
@@ -56,30 +50,9 @@ SILENCE_PEAK = 1e-8  # peak amplitude (-160 dBFS) at or below which a signal cou
 # A silent estimate has no SDR; it is scored at this floor (never dropped from a
 # mean), so that no model gains by answering a hard query with silence.
 SILENT_FLOOR_DB = -30.0
-
-METRICS = ("sdr", "sir", "sar", "sdri", "si_sdr", "clap_sim")
-TABLE_COLUMNS = (
-    "table",
-    "n_sources",
-    "regime",
-    "label_fraction",
-    "metric",
-    "mean",
-    "ci95",
-    "median",
-    "n_queries",
-    "n_seeds",
-    "ci_low",
-    "ci_high",
-    "profile",
-)
 MIXTURE = "mixture"  # regime name of the unprocessed-mixture baseline
-REGIME_ORDER = (MIXTURE, "unsup", "weak", "sup", "semi")
 
 
-# --------------------------------------------------------------------------
-# per-query metrics
-# --------------------------------------------------------------------------
 def _as_2d_float64(x: Any, name: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().double().numpy()
@@ -187,8 +160,9 @@ def bss_eval(references: Any, estimates: Any) -> dict[str, np.ndarray]:
         estimates: (N, T) estimates; estimate ``n`` is scored against reference ``n``.
 
     Returns:
-        ``{"sdr", "sir", "sar"}``, each a float64 array of shape (N,), in dB.
-        Queries with a silent estimate are NaN (see the module docstring).
+        ``{"sdr", "sir", "sar"}``, each a float64 array of shape (N,), in dB. A
+        silent estimate has SDR ``SILENT_FLOOR_DB`` and NaN SIR and SAR (see the
+        module docstring).
 
     Raises:
         ValueError: shapes differ, non-finite samples, T < 512, or a silent reference.
@@ -207,8 +181,8 @@ def si_sdr(reference: Any, estimate: Any) -> np.ndarray:
         reference, estimate: (N, T) or (T,).
 
     Returns:
-        (N,) float64; NaN where the estimate is silent. Raises ``ValueError``
-        on a silent reference.
+        (N,) float64; ``SILENT_FLOOR_DB`` where the estimate is silent. Raises
+        ``ValueError`` on a silent reference.
     """
     ref, est = _check_pair(reference, estimate)
     ref = ref - ref.mean(axis=1, keepdims=True)
@@ -228,18 +202,6 @@ def _tile_mixture(mixture: Any, n: int, t: int) -> np.ndarray:
     if mix.shape != (1, t):
         raise ValueError(f"mixture must have shape ({t},) to match the references, got {mix.shape}")
     return np.repeat(mix, n, axis=0)
-
-
-def sdr_improvement(references: Any, estimates: Any, mixture: Any) -> np.ndarray:
-    """SDRi (dB): bss_eval SDR of each estimate minus that of the mixture used as the estimate.
-
-    Args:
-        references, estimates: (N, T); mixture: (T,).
-    Returns:
-        (N,) float64.
-    """
-    scores, _ = _score_estimate_sets(references, {"estimate": estimates}, mixture)
-    return scores["estimate"]["sdr"] - scores[MIXTURE]["sdr"]
 
 
 def _score_estimate_sets(
@@ -284,21 +246,14 @@ def evaluate_queries(
         ``sdri``, ``si_sdr`` (the estimate) and ``input_sdr``, ``input_sir``,
         ``input_sar``, ``input_si_sdr`` (the mixture as the estimate), in dB.
     """
-    scores, n = _score_estimate_sets(references, {"estimate": estimates}, mixture)
-    if entities is not None and len(entities) != n:
-        raise ValueError(f"got {len(entities)} entities for {n} sources")
-    est, mix = scores["estimate"], scores[MIXTURE]
-    rows = []
-    for i in range(n):
-        row: dict[str, Any] = {"query": i}
-        if entities is not None:
-            row["entity"] = entities[i]
-        row.update({m: float(est[m][i]) for m in ("sdr", "sir", "sar")})
-        row["sdri"] = float(est["sdr"][i] - mix["sdr"][i])
-        row["si_sdr"] = float(est["si_sdr"][i])
-        row.update({f"input_{m}": float(mix[m][i]) for m in ("sdr", "sir", "sar", "si_sdr")})
-        rows.append(row)
-    return rows
+    rows = evaluate_regimes(references, {"estimate": estimates}, mixture, entities=entities)
+    n = len(rows) // 2  # the estimate's N rows, then the mixture's
+    out = []
+    for est, mix in zip(rows[:n], rows[n:]):
+        row = {k: v for k, v in est.items() if k != "regime"}
+        row.update({f"input_{m}": mix[m] for m in ("sdr", "sir", "sar", "si_sdr")})
+        out.append(row)
+    return out
 
 
 def evaluate_regimes(
@@ -341,21 +296,6 @@ def evaluate_regimes(
             row["si_sdr"] = float(sc["si_sdr"][i])
             rows.append(row)
     return rows
-
-
-def mixture_baseline_rows(query_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the unprocessed-mixture baseline from rows of :func:`evaluate_queries`.
-
-    Every key other than the metrics is copied (set ``regime`` yourself);
-    ``sdr, sir, sar, si_sdr`` take the ``input_*`` values and ``sdri`` is 0.
-    Any ``clap_sim`` is dropped (it belongs to the estimate).
-    """
-    out = []
-    for r in query_rows:
-        keep = {k: v for k, v in r.items() if k not in METRICS and not k.startswith("input_")}
-        keep.update(sdr=r["input_sdr"], sir=r["input_sir"], sar=r["input_sar"], sdri=0.0, si_sdr=r["input_si_sdr"])
-        out.append(keep)
-    return out
 
 
 @torch.no_grad()
@@ -402,132 +342,3 @@ def clap_scores(
     top = (audio @ vocab.T).argmax(dim=-1).cpu().numpy()
     correct = np.array([classes[i] == e for i, e in zip(top, entities)])
     return sim, correct
-
-
-# --------------------------------------------------------------------------
-# aggregation and result tables
-# --------------------------------------------------------------------------
-def ci95_halfwidth(values: np.ndarray) -> float:
-    """Half-width of the 95 % Student-t confidence interval of the mean (NaN for n < 2)."""
-    values = np.asarray(values, dtype=np.float64)
-    n = values.size
-    if n < 2 or not np.isfinite(values).all():  # e.g. the mixture's SAR, +inf by definition
-        return float("nan")
-    return float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
-
-
-def aggregate(rows: pd.DataFrame, by: list[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """Per-group statistics of per-query metrics, long format.
-
-    Args:
-        rows: one row per query, with the columns ``by`` and ``metrics``.
-        by: grouping columns (NaN keys are kept as their own group).
-        metrics: metric columns to summarise, in output order.
-
-    Returns:
-        Columns ``by + [metric, mean, ci95, median, n_queries, n_seeds, ci_low, ci_high]``.
-        ``ci_low``/``ci_high`` bound the 95 % cluster-bootstrap interval of the
-        mean, resampling seeds and test mixtures (``weaksep.stats``; needs the
-        ``item`` column, and ``seed`` when there are several); ``ci95`` is the
-        half-width of the naive t-interval over queries, kept for comparison
-        with earlier tables. NaN values (metrics that do not apply) are left out
-        with a warning; a group whose metric is all NaN (e.g. ``clap_sim`` of
-        the mixture) gets ``n_queries`` 0 and NaN statistics.
-    """
-    missing = [c for c in [*by, *metrics] if c not in rows.columns]
-    if missing:
-        raise ValueError(f"rows lack column(s) {missing}; they have {list(rows.columns)}")
-    out = []
-    for key, group in rows.groupby(by, dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        for metric in metrics:
-            values = group[metric].to_numpy(dtype=np.float64)
-            n_nan = int(np.isnan(values).sum())
-            # An all-NaN group lacks the metric (e.g. no clap_sim for the mixture
-            # baseline): n_queries 0, no warning. A partly-NaN group had silent estimates.
-            if 0 < n_nan < values.size:
-                warnings.warn(
-                    f"{n_nan} of {values.size} {metric} values are NaN (silent estimates) in group "
-                    f"{dict(zip(by, key))}; they are left out of the statistics",
-                    stacklevel=2,
-                )
-            values = values[~np.isnan(values)]
-            row = {
-                **dict(zip(by, key)),
-                "metric": metric,
-                "mean": float(values.mean()) if values.size else float("nan"),
-                "ci95": ci95_halfwidth(values),
-                "median": float(np.median(values)) if values.size else float("nan"),
-                "n_queries": int(values.size),
-                "n_seeds": int(group["seed"].nunique()) if "seed" in group.columns else 1,
-                "ci_low": float("nan"),
-                "ci_high": float("nan"),
-            }
-            if values.size and "item" in group.columns and np.isfinite(values).all():  # not SAR = inf of the mixture
-                interval = mean_interval(group[group[metric].notna()], metric)
-                row.update(ci_low=interval["ci_low"], ci_high=interval["ci_high"])
-            out.append(row)
-    return pd.DataFrame(
-        out, columns=[*by, "metric", "mean", "ci95", "median", "n_queries", "n_seeds", "ci_low", "ci_high"]
-    )
-
-
-def _regime_rank(regime: str) -> int:
-    return REGIME_ORDER.index(regime) if regime in REGIME_ORDER else len(REGIME_ORDER)
-
-
-def summarise_table(query_rows: pd.DataFrame, table: str, profile: str) -> pd.DataFrame:
-    """The result table of one study notebook: one row per regime x N x label fraction x metric.
-
-    Args:
-        query_rows: one row per query with columns ``regime, n_sources,
-            label_fraction, sdr, sir, sar, sdri, si_sdr`` (and optionally
-            ``clap_sim``, ``item``, ``entity``). Rows with regime ``"mixture"``
-            (see :func:`mixture_baseline_rows`) give the unprocessed-mixture baseline.
-        table: the table name, e.g. ``"two_source"``.
-        profile: the profile name that produced the rows.
-
-    Returns:
-        Columns :data:`TABLE_COLUMNS`, sorted by N, regime (mixture, unsup,
-        weak, sup, semi, others), label fraction and metric (order of :data:`METRICS`).
-    """
-    required = ["regime", "n_sources", "label_fraction", "sdr", "sir", "sar", "sdri", "si_sdr"]
-    missing = [c for c in required if c not in query_rows.columns]
-    if missing:
-        raise ValueError(
-            f"query rows of table {table!r} lack column(s) {missing}; they have {list(query_rows.columns)}"
-        )
-    metrics = [m for m in METRICS if m in query_rows.columns]
-    rows = query_rows.copy()
-    rows["label_fraction"] = rows["label_fraction"].astype(np.float64)
-    agg = aggregate(rows, ["n_sources", "regime", "label_fraction"], metrics)
-    # clap_sim is absent for the mixture baseline: drop its empty rows.
-    agg = agg[agg["n_queries"] > 0]
-    agg.insert(0, "table", table)
-    agg["profile"] = profile
-    agg = agg.assign(
-        _r=agg["regime"].map(_regime_rank), _m=agg["metric"].map(METRICS.index), _lf=agg["label_fraction"].fillna(-1)
-    )
-    agg = agg.sort_values(["n_sources", "_r", "regime", "_lf", "_m"]).drop(columns=["_r", "_m", "_lf"])
-    agg["n_sources"] = agg["n_sources"].astype(int)
-    return agg[list(TABLE_COLUMNS)].reset_index(drop=True)
-
-
-def save_table(table: pd.DataFrame, path: str | Path, columns: Sequence[str] = TABLE_COLUMNS) -> Path:
-    """Write a result table (columns :data:`TABLE_COLUMNS`, or ``columns``) to CSV atomically."""
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"result table for {path} lacks column(s) {missing}")
-    return atomic_write_text(path, table[list(columns)].to_csv(index=False))
-
-
-def load_table(path: str | Path, columns: Sequence[str] = TABLE_COLUMNS) -> pd.DataFrame:
-    """Read a result table CSV, checking it has the columns :data:`TABLE_COLUMNS` (or ``columns``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"result table {path} does not exist")
-    df = pd.read_csv(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"result table {path} lacks column(s) {missing}; expected {list(columns)}")
-    return df
