@@ -493,3 +493,17 @@ def test_the_loss_text_and_clap_sections(tmp_path, monkeypatch):
         "clean · CLAP untrained",
     ]
     assert study.written["clap"][1]["values"]["clean · CLAP 12 steps"] == 0.5 and len(clap.notes) == 3
+
+
+def test_the_design_section_undoes_each_change_on_its_own(tmp_path):
+    from weaksep.ablation_runs import design_section
+    from weaksep.profiles import get_ablation_plan
+
+    study = _FakeStudy(tmp_path, lambda m: 1.0 if "=" in m else 2.0)  # the undone runs score 1 dB less
+    result = design_section(study, get_ablation_plan("smoke"))
+    assert {"unsup n2 s0 text_norm=batch", "weak n2 s0 text_norm=batch"} <= set(study.trained)
+    assert "sup n2 s0 sup_input=mixture_of_mixtures" in study.trained
+    sdr = result.table[result.table["metric"] == "sdr"].set_index("setting")
+    assert sdr.loc["weak, BatchNorm text", "paired_vs"] == "weak"
+    assert sdr.loc["sup on mixtures of mixtures", "paired_diff"] == pytest.approx(-1.0)
+    assert len(result.notes) == 3 and "(no validation record)" in result.notes[0]

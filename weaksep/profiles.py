@@ -216,6 +216,7 @@ class AblationPlan:
     fraction_sources: int = 2
     length_factor: int = 2  # training length: train on to this multiple of the profile's steps
     length_sources: int = 3
+    design_sources: int = 2  # this round's design changes, each undone on its own
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # lists from papermill or YAML become tuples

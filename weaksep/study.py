@@ -46,7 +46,7 @@ def clap_card_of(path: str | Path) -> dict[str, Any]:
 
 
 def manifest_kind(csv_path: Path) -> str:
-    """"caption" for a manifest whose header is ``path,caption`` (AudioCaps), else "label".
+    """ "caption" for a manifest whose header is ``path,caption`` (AudioCaps), else "label".
 
     A captioned clip is used as one source whose text is its caption: it is mixed
     with others, queried with its caption, and is the reference of that query.
