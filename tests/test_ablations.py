@@ -507,3 +507,24 @@ def test_the_design_section_undoes_each_change_on_its_own(tmp_path):
     assert sdr.loc["weak, BatchNorm text", "paired_vs"] == "weak"
     assert sdr.loc["sup on mixtures of mixtures", "paired_diff"] == pytest.approx(-1.0)
     assert len(result.notes) == 3 and "(no validation record)" in result.notes[0]
+
+
+def test_the_lr_section_chooses_a_rate_per_regime_on_validation(tmp_path):
+    from weaksep.ablation_runs import lr_section
+    from weaksep.profiles import get_ablation_plan
+
+    # sup is best at 3e-3, every other regime at the profile's 1e-3 (its runs carry no lr override)
+    study = _FakeStudy(
+        tmp_path, lambda m: 3.0 if m.startswith("sup") and "lr=0.003" in m else (2.0 if "lr=" not in m else 1.0)
+    )
+    result = lr_section(study, get_ablation_plan("smoke"))
+    rows, config = study.written["lr"]
+    assert set(rows["split"]) == {"val"} and config["lrs"] == [0.0003, 0.001, 0.003]
+    assert result.chosen["lr"] == {"unsup": 0.001, "weak": 0.001, "sup": 0.003, "sup@5%": 0.003, "semi@5%": 0.001}
+    assert (
+        "sup n2 s0 label_fraction=0.05 lr=0.0003" in study.trained and "semi n2 s0 label_fraction=0.05" in study.trained
+    )
+    sdr = result.table[result.table["metric"] == "sdr"].set_index("setting")
+    assert sdr.loc["sup lr=0.003", "paired_vs"] == "sup lr=0.001" and sdr.loc["sup lr=0.003", "value"] == 0.003
+    with pytest.raises(ValueError, match="lr grid"):
+        get_ablation_plan("smoke", lrs=(0.0,))

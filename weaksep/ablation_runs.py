@@ -302,3 +302,39 @@ def _best_val(model: Path | str) -> str:
         return f"{sel['best_val_sdr']:.2f} dB at step {sel['best_step']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "(no validation record)"
+
+
+def _regime_and_fraction(label: str) -> tuple[str, float]:
+    """``"sup@5%"`` -> ``("sup", 0.05)``; ``"weak"`` -> ``("weak", 1.0)`` (the inverse of ``run_label``)."""
+    regime, _, pct = label.partition("@")
+    return regime, float(pct.rstrip("%")) / 100 if pct else 1.0
+
+
+def lr_section(study: Study, plan: AblationPlan) -> SectionResult:
+    """Each regime of ``plan.lr_regimes`` trained at every learning rate of ``plan.lrs`` (N =
+    ``plan.lr_sources``), scored on the *validation* mixtures; each setting is paired with the
+    profile's rate, and ``chosen[label]`` is the rate of best mean validation SDR of each regime."""
+    n, seed, default = plan.lr_sources, plan.seed, study.profile.lr
+    lrs = list(dict.fromkeys([*plan.lrs, default]))
+    runs, values, pairs, grid, chosen, notes = {}, {}, {}, {}, {}, []
+    for label in plan.lr_regimes:
+        regime, fraction = _regime_and_fraction(label)
+        extra = {"label_fraction": fraction} if fraction < 1 else {}
+        candidates = {}
+        for lr in lrs:
+            setting = f"{label} lr={lr:g}"
+            runs[setting] = study.train(regime, n, seed, **extra, **({} if lr == default else {"lr": lr}))
+            candidates[setting] = values[setting] = lr
+            if lr != default:
+                pairs[setting] = f"{label} lr={default:g}"
+        grid[label] = candidates
+    rows = by_run(study.evaluate(runs, n, "val"))
+    for label, candidates in grid.items():
+        chosen[label], means = choose_on_validation(rows, candidates)
+        best = chosen[label]
+        notes.append(
+            f"{label}: validation SDR by lr { {f'{k:g}': round(v, 3) for k, v in means.items()} }; chosen {best:g}"
+        )
+    config = {"seed": seed, "lrs": lrs, "regimes": list(plan.lr_regimes), "sources": n, "split": "val"}
+    table = _write(study, "lr", rows, plan, config, reference=pairs, values=values)
+    return SectionResult("lr", table, rows, notes, {"lr": chosen})

@@ -217,6 +217,9 @@ class AblationPlan:
     length_factor: int = 2  # training length: train on to this multiple of the profile's steps
     length_sources: int = 3
     design_sources: int = 2  # this round's design changes, each undone on its own
+    lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)  # the learning-rate grid, chosen on validation per regime
+    lr_regimes: tuple[str, ...] = ("unsup", "weak", "sup", "sup@5%", "semi@5%")
+    lr_sources: int = 2
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # lists from papermill or YAML become tuples
@@ -227,6 +230,9 @@ class AblationPlan:
         bad = [f for f in self.fractions if not 0.0 < f <= 1.0]
         if bad:
             raise ValueError(f"labelled fractions must be in (0, 1], got {bad}")
+        bad = [r for r in self.lr_regimes if r.split("@")[0] not in ("unsup", "weak", "sup", "semi")]
+        if bad or any(lr <= 0 for lr in self.lrs):
+            raise ValueError(f"lr grid needs positive rates and known regimes, got {self.lrs} and {bad}")
         if self.length_factor < 1:
             raise ValueError(f"length_factor must be >= 1, got {self.length_factor}")
 
