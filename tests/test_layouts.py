@@ -84,6 +84,30 @@ def test_prepared_manifests_match_the_fixtures_record(trees, layout, tmp_path):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_study_on_prepared_manifests_mixes_their_clips_and_records_their_source(trees, layout, tmp_path):
+    from weaksep.study import Study
+
+    record = trees[layout]
+    report, _ = _quiet_prepare(record.root, tmp_path / "m", skip_bad=True)
+    study = Study("smoke", manifests=tmp_path / "m", data_root=tmp_path / "cache", results_dir=tmp_path / "r")
+    assert study.data_info() == {
+        "source": "manifests",
+        "manifests": study.data_name().split(":", 1)[1],
+        "layout": layout,
+        "root": layout,
+        "kept": report.kept,
+        "missing": record.missing,
+        "skipped_bad": 1,
+    }
+    clips = study.clips("test")
+    assert clips.kind == KIND[layout]  # told from the manifest's header
+    mix = study.testset(2)
+    queries = {q for qs in mix.labels for q in qs}
+    # Each source is queried with its class name, or (AudioCaps) with its own caption.
+    assert queries <= set(clips.labels) and all(len(set(qs)) == 2 for qs in mix.labels)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_summary_is_one_line_of_kept_missing_and_notes(trees, layout, tmp_path, capsys):
     record = trees[layout]
     with pytest.warns(UserWarning, match=rf"skipped 1 bad row\(s\): .*{re.escape(record.corrupt)}"):
