@@ -7,6 +7,7 @@ Kept here, not in the notebooks, so that notebooks only orchestrate and
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ def open_study(
     whose manifests are then prepared into the cache (missing and unreadable
     files skipped and counted); None trains on the rendered corpora.
     """
+    # tqdm.auto falls back to a text bar without ipywidgets, and says so with the path of the
+    # virtual environment: a machine path in every executed notebook of results/.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     manifests = None
     if data is not None:
         from .data import prepare_data
