@@ -517,7 +517,7 @@ def test_the_lr_section_chooses_a_rate_per_regime_on_validation(tmp_path):
     study = _FakeStudy(
         tmp_path, lambda m: 3.0 if m.startswith("sup") and "lr=0.003" in m else (2.0 if "lr=" not in m else 1.0)
     )
-    result = lr_section(study, get_ablation_plan("smoke"))
+    result = lr_section(study, get_ablation_plan("quick"))
     rows, config = study.written["lr"]
     assert set(rows["split"]) == {"val"} and config["lrs"] == [0.0003, 0.001, 0.003]
     assert result.chosen["lr"] == {"unsup": 0.001, "weak": 0.001, "sup": 0.003, "sup@5%": 0.003, "semi@5%": 0.001}

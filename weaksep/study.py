@@ -270,6 +270,10 @@ class Study:
     # --- training ---------------------------------------------------------
     def run_config(self, regime: str, n_sources: int, seed: int = 0, **overrides: Any) -> RunConfig:
         p = self.profile
+        if self.manifests is not None:
+            # A user's clips carry their own texts (class names or captions): the captions that
+            # the rendered sound-event corpus makes from its class names do not apply to them.
+            overrides["corpus"] = "instruments"
         label_fraction = overrides.pop("label_fraction", None)
         if label_fraction is None:
             label_fraction = p.label_fraction if regime == "semi" else 1.0
