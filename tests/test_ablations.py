@@ -495,6 +495,45 @@ def test_the_loss_text_and_clap_sections(tmp_path, monkeypatch):
     assert study.written["clap"][1]["values"]["clean · CLAP 12 steps"] == 0.5 and len(clap.notes) == 3
 
 
+def test_the_unheard_clap_section_pairs_weak_with_each_clap_against_one_unsup(tmp_path, monkeypatch):
+    import weaksep.data.soundfonts
+    import weaksep.study
+    from weaksep.ablation_runs import unheard_clap_section
+    from weaksep.profiles import get_ablation_plan
+
+    plan = get_ablation_plan("quick")
+    assert all("timgm6mb" not in fonts for fonts in plan.unheard_soundfonts)
+    assert unheard_clap_section(_FakeStudy(tmp_path, len, backend="laion"), plan).table is None
+    on_user_data = _FakeStudy(tmp_path, len)
+    on_user_data.manifests = tmp_path
+    assert "not rendered" in unheard_clap_section(on_user_data, plan).notes[0]
+
+    # Only Merlin is installed: the Debian set shrinks to Merlin alone, the same CLAP, and is skipped.
+    monkeypatch.setattr(
+        weaksep.data.soundfonts, "available_soundfonts", lambda fonts: [f for f in fonts if f == "merlin"]
+    )
+    study = _FakeStudy(tmp_path, lambda m: 0.0 if m.startswith("unsup") else 1.0)
+    study.clap = lambda: setattr(study, "clap_checkpoint", "default.pt")
+    study.clap_variant = lambda soundfonts, seed: f"clap-{'+'.join(soundfonts)}.pt"
+    variant = _FakeStudy(tmp_path, lambda m: 0.5)  # weak with the Merlin CLAP scores 0.5 dB over unsup
+    monkeypatch.setattr(weaksep.study, "Study", lambda *a, clap_checkpoint, **k: variant)
+    accuracy = {"default.pt": 0.94, "clap-merlin.pt": 0.6}
+    monkeypatch.setattr(
+        weaksep.study, "clap_card_of", lambda p: {"zero_shot_accuracy": accuracy[p], "mixture_map": 0.5}
+    )
+    result = unheard_clap_section(study, plan)
+    sdr = result.table[result.table["metric"] == "sdr"].set_index(["n_sources", "setting"])
+    assert sorted(result.table["n_sources"].unique()) == [2, 3]
+    assert sdr.loc[(3, "weak · CLAP merlin"), "paired_vs"] == "unsup"
+    assert sdr.loc[(3, "weak · CLAP merlin"), "paired_diff"] == pytest.approx(0.5)
+    assert sdr.loc[(2, "weak · CLAP merlin+timgm6mb"), "paired_diff"] == pytest.approx(1.0)
+    assert sdr.loc[(2, "weak · CLAP merlin"), "value"] == 0.6
+    assert study.trained == ["unsup n2 s0", "weak n2 s0", "unsup n3 s0", "weak n3 s0"]
+    assert any("skipped (same fonts as CLAP merlin)" in n for n in result.notes)
+    with pytest.raises(ValueError, match="separation soundfont"):
+        unheard_clap_section(study, get_ablation_plan("quick", unheard_soundfonts=[["merlin", "timgm6mb"]]))
+
+
 def test_the_design_section_undoes_each_change_on_its_own(tmp_path):
     from weaksep.ablation_runs import design_section
     from weaksep.profiles import get_ablation_plan

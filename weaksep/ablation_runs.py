@@ -201,6 +201,68 @@ def clap_section(study: Study, plan: AblationPlan) -> SectionResult:
     return SectionResult("clap", table, rows, notes)
 
 
+def unheard_clap_section(study: Study, plan: AblationPlan) -> SectionResult:
+    """weak at each N of ``plan.unheard_sources`` with the default CLAP and with CLAPs pretrained on
+    soundfonts that exclude the separation soundfont (``plan.unheard_soundfonts``), against ``unsup``.
+
+    The default CLAP pretrained on half TimGM6mb clips, the soundfont of every separation split;
+    the paper's LAION-CLAP never heard MUSIC's recordings. ``unsup`` never uses the audio tower
+    (its queries go through the frozen text tower, the same for every proxy CLAP), so one
+    ``unsup`` run per N is the reference of every CLAP. Soundfont sets none of whose fonts is
+    installed are skipped with a note; missing Debian fonts of a set are left out with a warning.
+    Skipped for another backend than the proxy, and on a user's data (not rendered from a soundfont).
+    """
+    from .data.soundfonts import available_soundfonts
+    from .study import Study, clap_card_of
+
+    if study.clap_backend != "proxy" or study.manifests is not None:
+        why = f"the {study.clap_backend} backend" if study.clap_backend != "proxy" else "data that are not rendered"
+        return SectionResult(
+            "unheard", None, notes=[f"section unheard pretrains proxy CLAPs on soundfonts; skipped for {why}"]
+        )
+    p, seed = study.profile, plan.seed
+    study.clap()
+    variants, notes = {f"CLAP {'+'.join(p.clap_soundfonts)}": (study, study.clap_checkpoint)}, []
+    for fonts in plan.unheard_soundfonts:
+        if p.separation_soundfont in fonts:
+            raise ValueError(f"unheard_soundfonts {fonts} include the separation soundfont {p.separation_soundfont!r}")
+        installed = tuple(available_soundfonts(fonts))
+        name = f"CLAP {'+'.join(installed)}"
+        if not installed or name in variants:
+            notes.append(
+                f"CLAP on {'+'.join(fonts)}: skipped ({'none installed' if not installed else 'same fonts as ' + name})"
+            )
+            continue
+        path = study.clap_variant(soundfonts=installed, seed=seed)
+        variants[name] = (
+            Study(p, data_root=study.cache, results_dir=study.results, clap_checkpoint=path, progress=study.progress),
+            path,
+        )
+    parts, values = [], {}
+    for n in plan.unheard_sources:
+        parts.append(study.evaluate({"unsup": study.train("unsup", n, seed)}, n, "test"))
+        for name, (judged, _) in variants.items():
+            rows = judged.evaluate({f"weak · {name}": judged.train("weak", n, seed)}, n, "test", with_clean=True)
+            parts.append(clap_variant_rows(rows, name))
+    for name, (_, path) in variants.items():
+        card = clap_card_of(path)
+        values[f"weak · {name}"] = values[f"clean · {name}"] = card["zero_shot_accuracy"]
+        notes.append(
+            f"{name}: zero-shot accuracy {card['zero_shot_accuracy']:.3f} on the separation test clips, "
+            f"mixture mAP {card['mixture_map']:.3f}"
+        )
+    rows = by_run(pd.concat(parts, ignore_index=True))
+    config = {
+        "seed": seed,
+        "sources": list(plan.unheard_sources),
+        "split": "test",
+        "zero_shot_accuracy": values,
+        "variants": {k: portable_path(v) for k, (_, v) in variants.items()},
+    }
+    table = _write(study, "unheard", rows, plan, config, reference="unsup", values=values)
+    return SectionResult("unheard", table, rows, notes)
+
+
 def text_section(study: Study, plan: AblationPlan) -> SectionResult:
     """unsup at N = ``plan.text_sources`` queried in training with the caption as a sentence (the
     paper) or with the mean of its entities' embeddings; against ``sentence``."""

@@ -220,11 +220,17 @@ class AblationPlan:
     lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)  # the learning-rate grid, chosen on validation per regime
     lr_regimes: tuple[str, ...] = ("unsup", "weak", "sup", "sup@5%", "semi@5%")
     lr_sources: int = 2
+    # CLAPs that never heard the separation soundfont (TimGM6mb): the PyPI one alone, then with the
+    # Debian ones where installed; weak with each at these N, against unsup
+    unheard_soundfonts: tuple[tuple[str, ...], ...] = (("merlin",), ("merlin", "fluidr3", "musescore"))
+    unheard_sources: tuple[int, ...] = (2, 3)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # lists from papermill or YAML become tuples
             if isinstance(getattr(self, f.name), list):
                 object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+        # nested lists too: the soundfont sets
+        object.__setattr__(self, "unheard_soundfonts", tuple(tuple(f) for f in self.unheard_soundfonts))
         if not 0.0 < self.weaker_clap_share < 1.0:
             raise ValueError(f"weaker_clap_share must be in (0, 1), got {self.weaker_clap_share}")
         bad = [f for f in self.fractions if not 0.0 < f <= 1.0]
@@ -253,7 +259,13 @@ class AblationPlan:
 ABLATION_PLANS: dict[str, AblationPlan] = {
     # smoke: the labelled fraction of the smoke profile (5 % of its 88 clips cannot make a mixture)
     # and one rate beside the profile's, to keep CI short.
-    "smoke": AblationPlan("smoke", lrs=(1e-3, 3e-3), lr_regimes=("unsup", "weak", "sup", "sup@25%", "semi@25%")),
+    "smoke": AblationPlan(
+        "smoke",
+        lrs=(1e-3, 3e-3),
+        lr_regimes=("unsup", "weak", "sup", "sup@25%", "semi@25%"),
+        unheard_soundfonts=(("merlin",),),
+        unheard_sources=(2,),
+    ),
     "quick": AblationPlan("quick"),
     "paper": AblationPlan("paper", fraction_seeds=(0, 1, 2)),
 }

@@ -219,19 +219,33 @@ class Study:
         self._clap, self.clap_checkpoint = clap, path
         return card
 
-    def clap_variant(self, steps: int, seed: int = 0) -> Path:
-        """A default CLAP pretrained for ``steps`` steps (0: an untrained audio tower), for ablations.
+    def clap_variant(self, steps: int | None = None, seed: int = 0, soundfonts: tuple[str, ...] | None = None) -> Path:
+        """A default CLAP pretrained for ``steps`` steps (None: the profile's; 0: an untrained audio
+        tower) on the clips of ``soundfonts`` (None: the profile's ``clap_soundfonts``), for ablations.
 
         Saved in the cache beside the default one; its card travels inside the
         checkpoint (:func:`clap_card_of`) and ``results/clap_card.json`` is not touched.
         Use it with ``Study(profile, clap_checkpoint=path)``.
+
+        Other soundfonts render their corpora under a root of their own
+        (``<cache>/clap_fonts/<names>``): the corpus of a root is rendered for one
+        set of CLAP soundfonts, and re-rendering the shared one would also remove
+        the separation test mixtures built on it. The separation splits there are
+        the same clips (same soundfont, same seeds), so the card's zero-shot
+        accuracy is measured on the separation test clips.
         """
         from .clap.pretrain import pretrain_proxy_clap
 
+        steps = self.profile.clap_pretrain_steps if steps is None else steps
         default = self.default_clap_path()
-        path = default.with_name(f"{default.stem}-steps{steps}-seed{seed}.pt")
+        profile, root, name = self.profile, self.cache, f"{default.stem}-steps{steps}-seed{seed}"
+        if soundfonts is not None and tuple(soundfonts) != tuple(self.profile.clap_soundfonts):
+            profile = self.profile.replace(clap_soundfonts=tuple(soundfonts))
+            root = self.cache / "clap_fonts" / "+".join(soundfonts)
+            name += "-fonts-" + "+".join(soundfonts)
+        path = default.with_name(f"{name}.pt")
         if not path.exists():
-            pretrain_proxy_clap(self.profile, self.cache, path, steps=steps, seed=seed, progress=self.progress)
+            pretrain_proxy_clap(profile, root, path, steps=steps, seed=seed, progress=self.progress)
         return path
 
     def clap_card(self) -> dict[str, Any]:
