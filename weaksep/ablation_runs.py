@@ -378,25 +378,22 @@ def lr_section(study: Study, plan: AblationPlan) -> SectionResult:
     profile's rate, and ``chosen[label]`` is the rate of best mean validation SDR of each regime."""
     n, seed, default = plan.lr_sources, plan.seed, study.profile.lr
     lrs = list(dict.fromkeys([*plan.lrs, default]))
-    runs, values, pairs, grid, chosen, notes = {}, {}, {}, {}, {}, []
+    runs, pairs, grid, chosen, notes = {}, {}, {}, {}, []
     for label in plan.lr_regimes:
         regime, fraction = _regime_and_fraction(label)
         extra = {"label_fraction": fraction} if fraction < 1 else {}
-        candidates = {}
-        for lr in lrs:
-            setting = f"{label} lr={lr:g}"
+        grid[label] = {f"{label} lr={lr:g}": lr for lr in lrs}
+        for setting, lr in grid[label].items():
             runs[setting] = study.train(regime, n, seed, **extra, **({} if lr == default else {"lr": lr}))
-            candidates[setting] = values[setting] = lr
             if lr != default:
                 pairs[setting] = f"{label} lr={default:g}"
-        grid[label] = candidates
     rows = by_run(study.evaluate(runs, n, "val"))
     for label, candidates in grid.items():
         chosen[label], means = choose_on_validation(rows, candidates)
-        best = chosen[label]
         notes.append(
-            f"{label}: validation SDR by lr { {f'{k:g}': round(v, 3) for k, v in means.items()} }; chosen {best:g}"
+            f"{label}: validation SDR by lr { {f'{k:g}': round(v, 3) for k, v in means.items()} }; chosen {chosen[label]:g}"
         )
+    values = {setting: lr for candidates in grid.values() for setting, lr in candidates.items()}
     config = {"seed": seed, "lrs": lrs, "regimes": list(plan.lr_regimes), "sources": n, "split": "val"}
     table = _write(study, "lr", rows, plan, config, reference=pairs, values=values)
     return SectionResult("lr", table, rows, notes, {"lr": chosen})

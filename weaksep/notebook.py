@@ -20,6 +20,10 @@ from .plots import plot_sdr_by_regime, plot_spectrograms, plot_training_curves
 from .runs import run_label
 from .study import Study
 
+# tqdm.auto falls back to a text bar without ipywidgets, and says so with the path of the
+# virtual environment: a machine path in every executed notebook of results/.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 
 def open_study(
     profile: str | None = None,
@@ -42,9 +46,6 @@ def open_study(
     whose manifests are then prepared into the cache (missing and unreadable
     files skipped and counted); None trains on the rendered corpora.
     """
-    # tqdm.auto falls back to a text bar without ipywidgets, and says so with the path of the
-    # virtual environment: a machine path in every executed notebook of results/.
-    warnings.filterwarnings("ignore", message="IProgress not found")
     manifests = None
     if data is not None:
         from .data import prepare_data
