@@ -414,6 +414,9 @@ class _FakeStudy:
     def snapshots(self, model):
         return {10: f"{model} @10", 20: f"{model} @20"}
 
+    def run_files(self, model):
+        return self.cache / "runs" / model
+
 
 def test_the_weight_sections_choose_on_validation_and_test_the_choice(tmp_path):
     from weaksep.ablation_runs import weight_section, weight_test_section
@@ -539,13 +542,16 @@ def test_the_design_section_undoes_each_change_on_its_own(tmp_path):
     from weaksep.profiles import get_ablation_plan
 
     study = _FakeStudy(tmp_path, lambda m: 1.0 if "=" in m else 2.0)  # the undone runs score 1 dB less
+    (tmp_path / "runs" / "unsup n2 s0").mkdir(parents=True)
+    (tmp_path / "runs" / "unsup n2 s0" / "selection.json").write_text('{"best_val_sdr": 7.0, "best_step": 200}')
     result = design_section(study, get_ablation_plan("smoke"))
     assert {"unsup n2 s0 text_norm=batch", "weak n2 s0 text_norm=batch"} <= set(study.trained)
     assert "sup n2 s0 sup_input=mixture_of_mixtures" in study.trained
     sdr = result.table[result.table["metric"] == "sdr"].set_index("setting")
     assert sdr.loc["weak, BatchNorm text", "paired_vs"] == "weak"
     assert sdr.loc["sup on mixtures of mixtures", "paired_diff"] == pytest.approx(-1.0)
-    assert len(result.notes) == 3 and "(no validation record)" in result.notes[0]
+    assert len(result.notes) == 3 and "unsup 7.00 dB at step 200" in result.notes[0]
+    assert "unsup, BatchNorm text (no validation record)" in result.notes[0]
 
 
 def test_the_lr_section_chooses_a_rate_per_regime_on_validation(tmp_path):

@@ -350,17 +350,20 @@ def design_section(study: Study, plan: AblationPlan) -> SectionResult:
         runs[label] = study.train(regime, n, seed)
         runs[undone] = study.train(regime, n, seed, **override)
         pairs[undone] = label
-        notes.append(f"validation SDR: {label} {_best_val(runs[label])}, {undone} {_best_val(runs[undone])}")
+        notes.append(
+            f"validation SDR: {label} {_best_val(study.run_files(runs[label]))}, "
+            f"{undone} {_best_val(study.run_files(runs[undone]))}"
+        )
     rows = by_run(study.evaluate(runs, n, "test"))
     config = {"seed": seed, "sources": n, "split": "test", "changes": [list(c[1:3]) + [c[3]] for c in DESIGN_CHANGES]}
     table = _write(study, "design", rows, plan, config, reference=pairs)
     return SectionResult("design", table, rows, notes)
 
 
-def _best_val(model: Path | str) -> str:
-    """A run's best validation SDR and its step, from the ``selection.json`` beside its model."""
+def _best_val(run_files: Path) -> str:
+    """A run's best validation SDR and its step, from the ``selection.json`` of its run files."""
     try:
-        sel = json.loads((Path(model).parent / "selection.json").read_text())
+        sel = json.loads((run_files / "selection.json").read_text())
         return f"{sel['best_val_sdr']:.2f} dB at step {sel['best_step']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "(no validation record)"
