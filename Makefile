@@ -51,7 +51,7 @@ test-unit: setup
 	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q -m "not slow" tests
 
 test: setup lint
-	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q tests
+	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q --durations=15 tests
 	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax notebooks
 	WEAKSEP_PROFILE=smoke WEAKSEP_CHECK_NOTEBOOK_OUTPUTS=1 $(BIN)/python -m pytest -q tests/test_notebook_outputs.py
 
