@@ -81,6 +81,11 @@ ABLATIONS = {  # section -> settings every smoke run of 07_ablations must have w
     "text": {"sentence", "entity mean"},
     "fraction": {"unsup", "sup@100%"},
     "length": {"unsup @20", "unsup @40", "weak @20", "weak @40"},
+    "design": {"unsup", "unsup, BatchNorm text", "weak", "weak, BatchNorm text", "sup", "sup on mixtures of mixtures"},
+    "lr": {
+        f"{regime} lr={lr}" for regime in ("unsup", "weak", "sup", "sup@25%", "semi@25%") for lr in ("0.001", "0.003")
+    },
+    "unheard": {"unsup", "weak · CLAP merlin+timgm6mb", "weak · CLAP merlin", "clean · CLAP merlin"},
 }
 
 
