@@ -573,3 +573,30 @@ def test_the_lr_section_chooses_a_rate_per_regime_on_validation(tmp_path):
     assert sdr.loc["sup lr=0.003", "paired_vs"] == "sup lr=0.001" and sdr.loc["sup lr=0.003", "value"] == 0.003
     with pytest.raises(ValueError, match="lr grid"):
         get_ablation_plan("smoke", lrs=(0.0,))
+
+
+def test_the_lr_test_section_scores_the_chosen_rates_and_pairs_semi_with_sup_at_its_chosen_rate(tmp_path):
+    from weaksep.ablation_runs import lr_test_section
+    from weaksep.profiles import get_ablation_plan
+
+    # sup@5% gains 2 dB at 3e-3, semi@5% 0.5 dB: at the chosen rates semi is *below* sup
+    gain = {"sup n2": 2.0, "semi n2": 0.5}
+    study = _FakeStudy(tmp_path, lambda m: 1.0 + sum(g for k, g in gain.items() if m.startswith(k) and "lr=0.003" in m))
+    chosen = {"unsup": 0.001, "sup": 0.0003, "sup@5%": 0.003, "semi@5%": 0.003}
+    result = lr_test_section(study, get_ablation_plan("quick"), chosen)
+    rows, config = study.written["lr_test"]
+    assert set(rows["split"]) == {"test"} and sorted(rows["seed"].unique()) == [0, 1, 2]
+    assert config["chosen"] == chosen and config["seeds"] == [0, 1, 2]
+    assert "sup n2 s2 label_fraction=0.05 lr=0.003" in study.trained and "unsup n2 s1" in study.trained
+    assert not any("unsup" in t and "lr=" in t for t in study.trained)  # the profile's rate was chosen: one run
+    sdr = result.table[result.table["metric"] == "sdr"].set_index("setting")
+    assert sdr.loc["semi@5% lr=0.003", "paired_vs"] == "sup@5% lr=0.003"
+    assert sdr.loc["semi@5% lr=0.003", "paired_diff"] == pytest.approx(-1.5)
+    assert sdr.loc["semi@5% lr=0.001", "paired_vs"] == "sup@5% lr=0.001"
+    assert sdr.loc["sup lr=0.0003", "paired_vs"] == "sup lr=0.001" and sdr.loc["sup lr=0.0003", "value"] == 0.0003
+    assert sdr.loc["semi@5% lr=0.003", "paired_n"] == 3 * 4 * 2  # seeds x items x queries, each paired once
+    assert (sdr.loc[sdr.index != "mixture", "n_seeds"] == 3).all()
+    from weaksep.plots import plot_ablation
+
+    pngs = plot_ablation(result.table, tmp_path / "figures")
+    assert pngs and all(png.stat().st_size > 1000 for png in pngs)

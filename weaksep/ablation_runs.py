@@ -400,3 +400,38 @@ def lr_section(study: Study, plan: AblationPlan) -> SectionResult:
     config = {"seed": seed, "lrs": lrs, "regimes": list(plan.lr_regimes), "sources": n, "split": "val"}
     table = _write(study, "lr", rows, plan, config, reference=pairs, values=values)
     return SectionResult("lr", table, rows, notes, {"lr": chosen})
+
+
+def lr_test_section(study: Study, plan: AblationPlan, chosen: dict[str, float]) -> SectionResult:
+    """Each regime at the rate chosen on validation (``chosen``, from :func:`lr_section`) and at the
+    profile's, over ``plan.lr_test_seeds``, scored on the test mixtures (N = ``plan.lr_sources``):
+    the test split only scores the choice.
+
+    Pairs: a chosen rate other than the profile's against the profile's, and ``semi@x%`` against
+    ``sup@x%`` at the same kind of rate (both chosen, both the profile's): the semi-supervised
+    claim on an equal footing of tuning, beside the claim as the headline table makes it.
+    """
+    n, default = plan.lr_sources, study.profile.lr
+    name = lambda label, lr: f"{label} lr={lr:g}"  # noqa: E731
+    settings: dict[str, tuple[str, dict[str, Any]]] = {}  # setting -> (regime, train overrides)
+    pairs: dict[str, str] = {}
+    for label, lr in chosen.items():
+        regime, fraction = _regime_and_fraction(label)
+        extra = {"label_fraction": fraction} if fraction < 1 else {}
+        for rate in dict.fromkeys([lr, default]):
+            settings[name(label, rate)] = (regime, {**extra, **({} if rate == default else {"lr": rate})})
+        sup = label.replace("semi@", "sup@")
+        if regime == "semi" and sup in chosen:
+            pairs[name(label, lr)] = name(sup, chosen[sup])
+            pairs.setdefault(name(label, default), name(sup, default))
+        elif lr != default:
+            pairs[name(label, lr)] = name(label, default)
+    parts = []
+    for seed in plan.lr_test_seeds:
+        runs = {setting: study.train(regime, n, seed, **kw) for setting, (regime, kw) in settings.items()}
+        parts.append(study.evaluate(runs, n, "test").assign(seed=seed))
+    rows = by_run(pd.concat(parts, ignore_index=True))
+    values = {setting: kw.get("lr", default) for setting, (_, kw) in settings.items()}
+    config = {"chosen": chosen, "seeds": list(plan.lr_test_seeds), "sources": n, "split": "test"}
+    table = _write(study, "lr_test", rows, plan, config, reference=pairs, values=values)
+    return SectionResult("lr_test", table, rows)

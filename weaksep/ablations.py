@@ -42,11 +42,12 @@ def paired_difference(rows: pd.DataFrame, setting: str, reference: str, metric: 
     """Per N: mean over queries of ``metric`` of ``setting`` minus ``reference``'s on the same queries, ± 95 % CI.
 
     Args:
-        rows: per-query rows with ``setting, n_sources, item, query`` and ``metric``.
+        rows: per-query rows with ``setting, n_sources, item, query`` and ``metric`` (and
+            ``seed`` when several seeds: a query is paired with the same query of the same seed).
     Returns:
         Columns ``n_sources, paired_diff, paired_ci95, paired_n`` (NaN values are dropped pairwise).
     """
-    keys = ["n_sources", "item", "query"]
+    keys = ["n_sources", "item", "query", *(["seed"] if "seed" in rows.columns else [])]
     ref = rows[rows["setting"] == reference].set_index(keys)[metric]
     if ref.empty:
         raise ValueError(

@@ -220,6 +220,7 @@ class AblationPlan:
     lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)  # the learning-rate grid, chosen on validation per regime
     lr_regimes: tuple[str, ...] = ("unsup", "weak", "sup", "sup@5%", "semi@5%")
     lr_sources: int = 2
+    lr_test_seeds: tuple[int, ...] = (0, 1, 2)  # the chosen rates on the test mixtures, beside the profile's
     # CLAPs that never heard the separation soundfont (TimGM6mb): the PyPI one alone, then with the
     # Debian ones where installed; weak with each at these N, against unsup
     unheard_soundfonts: tuple[tuple[str, ...], ...] = (("merlin",), ("merlin", "fluidr3", "musescore"))
@@ -265,6 +266,7 @@ ABLATION_PLANS: dict[str, AblationPlan] = {
         lr_regimes=("unsup", "weak", "sup", "sup@25%", "semi@25%"),
         unheard_soundfonts=(("merlin",),),
         unheard_sources=(2,),
+        lr_test_seeds=(0,),
     ),
     "quick": AblationPlan("quick"),
     "paper": AblationPlan("paper", fraction_seeds=(0, 1, 2)),
