@@ -171,7 +171,20 @@ def test_paired_difference_is_the_mean_of_per_query_differences():
     assert got["paired_diff"].iloc[0] == pytest.approx((a - u).mean())
     assert got["paired_n"].iloc[0] == 60
     # Pairing removes the spread between queries: the paired interval is far narrower than the settings' own.
-    assert got["paired_ci95"].iloc[0] < 0.1 < 1.0 < a.std()
+    low, high = got["paired_ci_low"].iloc[0], got["paired_ci_high"].iloc[0]
+    assert low < got["paired_diff"].iloc[0] < high and high - low < 0.2 < 1.0 < a.std()
+
+
+def test_the_paired_interval_resamples_mixtures_not_queries():
+    """Queries of one mixture that move together make a wide interval; a naive t-interval over queries
+    would call the same gain certain."""
+    rng = np.random.default_rng(3)
+    rows = _rows(rng, ["unsup", "a"], shift={"a": 0.0})
+    per_item = dict(zip(sorted(rows["item"].unique()), rng.normal(0.3, 2.0, rows["item"].nunique())))
+    on_a = rows["setting"] == "a"
+    rows.loc[on_a, "sdr"] = rows.loc[on_a, "item"].map(per_item) + rows.loc[on_a, "sdr"]
+    got = paired_difference(rows, "a", "unsup").iloc[0]
+    assert got["paired_ci_high"] - got["paired_ci_low"] > 2 * got["paired_ci95"]
 
 
 def test_summarise_ablation_with_one_reference_or_pairs(tmp_path):
@@ -195,8 +208,9 @@ def test_summarise_ablation_with_one_reference_or_pairs(tmp_path):
 
 
 def test_verdict_words():
-    assert verdict(1.0, 0.5) == "better" and verdict(-1.0, 0.5) == "worse"
-    assert verdict(0.2, 0.5) == "overlaps" and verdict(float("nan"), 0.1) == "n/a"
+    assert verdict(1.0, 0.5, 1.5) == "better" and verdict(-1.0, -1.5, -0.5) == "worse"
+    assert verdict(0.2, -0.3, 0.7) == "overlaps" and verdict(float("nan"), 0.1, 0.2) == "n/a"
+    assert verdict(0.2, float("nan"), float("nan")) == "overlaps"
 
 
 def test_ablation_figures_and_summary_links(tmp_path):

@@ -58,6 +58,9 @@ class _Study:
     def run_files(self, model):
         return model.parent
 
+    def selection(self, model):
+        return json.loads((model.parent / "selection.json").read_text())
+
 
 def test_budget_rows_train_each_cell_at_both_budgets_with_the_same_seeds(tmp_path):
     study = _Study(tmp_path)
@@ -69,3 +72,14 @@ def test_budget_rows_train_each_cell_at_both_budgets_with_the_same_seeds(tmp_pat
     assert rows.loc[rows["budget"] == "cheaper", "lr"].tolist() == [3e-3, 3e-3]
     with pytest.raises(ValueError, match="cheaper budget"):
         budget_rows(study, {"epochs": 3})
+
+
+def test_a_batch_budget_trains_a_sibling_study_with_that_batch(smoke_study):
+    """The batch lever for real: the cheaper runs train with the smaller batch, in the same cache."""
+    rows = budget_rows(smoke_study, {"batch_size": 2, "steps": 4}, regimes=("unsup",), sources=(2,), seeds=(0,))
+    by_budget = rows.set_index("budget")
+    assert by_budget.loc["profile", "batch_size"] == smoke_study.profile.batch_size
+    assert by_budget.loc["cheaper", "batch_size"] == 2 and by_budget.loc["cheaper", "steps"] == 4
+    assert rows["best_val_sdr"].notna().all()
+    table = compare_budgets(rows).iloc[0]
+    assert table["compute_ratio"] == pytest.approx(2 * 4 / (smoke_study.profile.batch_size * smoke_study.profile.steps))

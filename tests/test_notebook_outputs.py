@@ -98,6 +98,6 @@ def test_ablation_table_written(section):
     assert list(df.columns) == list(ABLATION_COLUMNS)
     assert ABLATIONS[section] <= set(df["setting"]) and set(df["profile"]) == {"smoke"}
     paired = df[(df["metric"] == "sdr") & (df["paired_vs"] != "")]
-    assert len(paired) and paired["paired_n"].gt(0).all() and paired["paired_ci95"].ge(0).all()
+    assert len(paired) and paired["paired_n"].gt(0).all() and paired["paired_ci_high"].ge(paired["paired_ci_low"]).all()
     assert (RESULTS / "figures" / f"07_ablations_{section}.png").stat().st_size > 1000
     assert (RESULTS / "configs" / f"07_ablations_{section}.json").exists()

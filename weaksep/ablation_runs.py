@@ -12,7 +12,6 @@ of :mod:`weaksep.ablations`. Every table's config holds the plan and the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,7 +156,7 @@ def clap_section(study: Study, plan: AblationPlan) -> SectionResult:
                 f"section clap pretrains variants of the default CLAP; skipped for the {study.clap_backend} backend"
             ],
         )
-    from .study import Study, clap_card_of
+    from .study import clap_card_of
 
     n, seed, p = plan.clap_sources, plan.seed, study.profile
     unsup = study.train("unsup", n, seed)
@@ -168,14 +167,7 @@ def clap_section(study: Study, plan: AblationPlan) -> SectionResult:
     }
     parts, values, notes = [study.evaluate({"unsup": unsup}, n, "test")], {}, []
     for name, path in variants.items():
-        judged = Study(
-            p,
-            data_root=study.cache,
-            results_dir=study.results,
-            manifests=study.manifests,
-            clap_checkpoint=path,
-            progress=study.progress,
-        )
+        judged = study.sibling(clap_checkpoint=path, clap_backend="proxy")
         card = clap_card_of(path)
         rows = judged.evaluate({f"weak · {name}": judged.train("weak", n, seed)}, n, "test", with_clean=True)
         parts.append(clap_variant_rows(rows, name))
@@ -213,7 +205,7 @@ def unheard_clap_section(study: Study, plan: AblationPlan) -> SectionResult:
     Skipped for another backend than the proxy, and on a user's data (not rendered from a soundfont).
     """
     from .data.soundfonts import available_soundfonts
-    from .study import Study, clap_card_of
+    from .study import clap_card_of
 
     if study.clap_backend != "proxy" or study.manifests is not None:
         why = f"the {study.clap_backend} backend" if study.clap_backend != "proxy" else "data that are not rendered"
@@ -234,10 +226,7 @@ def unheard_clap_section(study: Study, plan: AblationPlan) -> SectionResult:
             )
             continue
         path = study.clap_variant(soundfonts=installed, seed=seed)
-        variants[name] = (
-            Study(p, data_root=study.cache, results_dir=study.results, clap_checkpoint=path, progress=study.progress),
-            path,
-        )
+        variants[name] = (study.sibling(clap_checkpoint=path, clap_backend="proxy"), path)
     parts, values = [], {}
     for n in plan.unheard_sources:
         parts.append(study.evaluate({"unsup": study.train("unsup", n, seed)}, n, "test"))
@@ -351,8 +340,8 @@ def design_section(study: Study, plan: AblationPlan) -> SectionResult:
         runs[undone] = study.train(regime, n, seed, **override)
         pairs[undone] = label
         notes.append(
-            f"validation SDR: {label} {_best_val(study.run_files(runs[label]))}, "
-            f"{undone} {_best_val(study.run_files(runs[undone]))}"
+            f"validation SDR: {label} {_best_val(study.selection(runs[label]))}, "
+            f"{undone} {_best_val(study.selection(runs[undone]))}"
         )
     rows = by_run(study.evaluate(runs, n, "test"))
     config = {"seed": seed, "sources": n, "split": "test", "changes": [list(c[1:3]) + [c[3]] for c in DESIGN_CHANGES]}
@@ -360,19 +349,22 @@ def design_section(study: Study, plan: AblationPlan) -> SectionResult:
     return SectionResult("design", table, rows, notes)
 
 
-def _best_val(run_files: Path) -> str:
-    """A run's best validation SDR and its step, from the ``selection.json`` of its run files."""
-    try:
-        sel = json.loads((run_files / "selection.json").read_text())
-        return f"{sel['best_val_sdr']:.2f} dB at step {sel['best_step']}"
-    except (OSError, ValueError, KeyError, TypeError):
+def _best_val(selection: dict[str, Any] | None) -> str:
+    """A run's best validation SDR and its step, from its :meth:`Study.selection`."""
+    if not selection:
         return "(no validation record)"
+    return f"{selection['best_val_sdr']:.2f} dB at step {selection['best_step']}"
 
 
 def _regime_and_fraction(label: str) -> tuple[str, float]:
     """``"sup@5%"`` -> ``("sup", 0.05)``; ``"weak"`` -> ``("weak", 1.0)`` (the inverse of ``run_label``)."""
     regime, _, pct = label.partition("@")
     return regime, float(pct.rstrip("%")) / 100 if pct else 1.0
+
+
+def _lr_setting(label: str, lr: float) -> str:
+    """The row name of regime ``label`` trained at rate ``lr``: ``"sup@5% lr=0.003"``."""
+    return f"{label} lr={lr:g}"
 
 
 def lr_section(study: Study, plan: AblationPlan) -> SectionResult:
@@ -385,11 +377,11 @@ def lr_section(study: Study, plan: AblationPlan) -> SectionResult:
     for label in plan.lr_regimes:
         regime, fraction = _regime_and_fraction(label)
         extra = {"label_fraction": fraction} if fraction < 1 else {}
-        grid[label] = {f"{label} lr={lr:g}": lr for lr in lrs}
+        grid[label] = {_lr_setting(label, lr): lr for lr in lrs}
         for setting, lr in grid[label].items():
             runs[setting] = study.train(regime, n, seed, **extra, **({} if lr == default else {"lr": lr}))
             if lr != default:
-                pairs[setting] = f"{label} lr={default:g}"
+                pairs[setting] = _lr_setting(label, default)
     rows = by_run(study.evaluate(runs, n, "val"))
     for label, candidates in grid.items():
         chosen[label], means = choose_on_validation(rows, candidates)
@@ -412,20 +404,19 @@ def lr_test_section(study: Study, plan: AblationPlan, chosen: dict[str, float]) 
     claim on an equal footing of tuning, beside the claim as the headline table makes it.
     """
     n, default = plan.lr_sources, study.profile.lr
-    name = lambda label, lr: f"{label} lr={lr:g}"  # noqa: E731
     settings: dict[str, tuple[str, dict[str, Any]]] = {}  # setting -> (regime, train overrides)
     pairs: dict[str, str] = {}
     for label, lr in chosen.items():
         regime, fraction = _regime_and_fraction(label)
         extra = {"label_fraction": fraction} if fraction < 1 else {}
         for rate in dict.fromkeys([lr, default]):
-            settings[name(label, rate)] = (regime, {**extra, **({} if rate == default else {"lr": rate})})
+            settings[_lr_setting(label, rate)] = (regime, {**extra, **({} if rate == default else {"lr": rate})})
         sup = label.replace("semi@", "sup@")
         if regime == "semi" and sup in chosen:
-            pairs[name(label, lr)] = name(sup, chosen[sup])
-            pairs.setdefault(name(label, default), name(sup, default))
+            pairs[_lr_setting(label, lr)] = _lr_setting(sup, chosen[sup])
+            pairs.setdefault(_lr_setting(label, default), _lr_setting(sup, default))
         elif lr != default:
-            pairs[name(label, lr)] = name(label, default)
+            pairs[_lr_setting(label, lr)] = _lr_setting(label, default)
     parts = []
     for seed in plan.lr_test_seeds:
         runs = {setting: study.train(regime, n, seed, **kw) for setting, (regime, kw) in settings.items()}

@@ -2,15 +2,18 @@
 
 Every ablation compares settings on the *same* saved mixtures, so the fair
 comparison is paired: for each query, the setting's SDR minus the reference
-setting's SDR on the same source of the same mixture. Its 95 % interval is
-much narrower than the two settings' own intervals, which overlap whenever
-the queries vary more than the settings do.
+setting's SDR on the same source of the same mixture (and seed). Its 95 %
+interval (``paired_ci_low``, ``paired_ci_high``) is a cluster bootstrap that
+resamples seeds and test mixtures (:mod:`weaksep.stats`), not queries as if
+independent; it is much narrower than the two settings' own intervals, which
+overlap whenever the mixtures vary more than the settings do.
 
 ``results/07_ablations_<section>.csv`` has :data:`ABLATION_COLUMNS`:
 ``setting`` names the ablated setting, ``value`` is its number when it has
 one (a weight, a fraction, a step, a CLAP accuracy), and ``paired_*`` give
-the mean paired difference to the section's reference setting (± 95 % CI)
-for the same metric and N.
+the mean paired difference to the section's reference setting for the same
+metric and N, its cluster-bootstrap 95 % interval and, for comparison with
+earlier tables, the half-width of the naive t-interval over queries (``paired_ci95``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .stats import bootstrap, cell_means
 from .tables import METRICS, TABLE_COLUMNS, aggregate, ci95_halfwidth, load_table, save_table
 
 ABLATION_METRICS = (*METRICS, "clap_top1")  # clap_top1: share of queries whose CLAP top class is the entity
@@ -34,18 +38,22 @@ ABLATION_COLUMNS = (
     "paired_vs",
     "paired_diff",
     "paired_ci95",
+    "paired_ci_low",
+    "paired_ci_high",
     "paired_n",
 )
+PAIRED_COLUMNS = ("paired_diff", "paired_ci95", "paired_ci_low", "paired_ci_high", "paired_n")
 
 
 def paired_difference(rows: pd.DataFrame, setting: str, reference: str, metric: str = "sdr") -> pd.DataFrame:
-    """Per N: mean over queries of ``metric`` of ``setting`` minus ``reference``'s on the same queries, ± 95 % CI.
+    """Per N: mean over queries of ``metric`` of ``setting`` minus ``reference``'s on the same queries,
+    with its 95 % cluster-bootstrap interval over seeds and test mixtures.
 
     Args:
         rows: per-query rows with ``setting, n_sources, item, query`` and ``metric`` (and
             ``seed`` when several seeds: a query is paired with the same query of the same seed).
     Returns:
-        Columns ``n_sources, paired_diff, paired_ci95, paired_n`` (NaN values are dropped pairwise).
+        Columns ``n_sources`` and :data:`PAIRED_COLUMNS` (NaN values are dropped pairwise).
     """
     keys = ["n_sources", "item", "query", *(["seed"] if "seed" in rows.columns else [])]
     ref = rows[rows["setting"] == reference].set_index(keys)[metric]
@@ -56,17 +64,21 @@ def paired_difference(rows: pd.DataFrame, setting: str, reference: str, metric: 
     out = []
     for n, group in rows[rows["setting"] == setting].groupby("n_sources"):
         joined = group.set_index(keys)[metric].to_frame("x").join(ref.rename("ref"), how="inner")
-        diff = (joined["x"] - joined["ref"]).dropna().to_numpy(np.float64)
+        pairs = (joined["x"] - joined["ref"]).dropna().rename("diff").reset_index()
+        diff = pairs["diff"].to_numpy(np.float64)
         if diff.size:  # a setting without this metric (the clean sources' SDR) has no pairs
+            _, low, high = bootstrap({"diff": cell_means(pairs, "diff")[0]}, lambda r: r["diff"])
             out.append(
                 {
                     "n_sources": n,
                     "paired_diff": float(diff.mean()),
                     "paired_ci95": ci95_halfwidth(diff),
+                    "paired_ci_low": low,
+                    "paired_ci_high": high,
                     "paired_n": int(diff.size),
                 }
             )
-    return pd.DataFrame(out, columns=["n_sources", "paired_diff", "paired_ci95", "paired_n"])
+    return pd.DataFrame(out, columns=["n_sources", *PAIRED_COLUMNS])
 
 
 def summarise_ablation(
@@ -112,7 +124,7 @@ def summarise_ablation(
         for metric in metrics
         if metric != "clap_top1"
     ]
-    paired_cols = ["n_sources", "setting", "metric", "paired_diff", "paired_ci95", "paired_n"]
+    paired_cols = ["n_sources", "setting", "metric", *PAIRED_COLUMNS]
     agg = agg.merge(
         pd.concat(paired)[paired_cols] if paired else pd.DataFrame(columns=paired_cols),
         on=["n_sources", "setting", "metric"],
@@ -146,20 +158,23 @@ def sdr_view(table: pd.DataFrame, metric: str = "sdr") -> pd.DataFrame:
         "label_fraction",
         "value",
         "mean",
-        "ci95",
+        "ci_low",
+        "ci_high",
         "n_queries",
+        "n_seeds",
         "paired_vs",
         "paired_diff",
-        "paired_ci95",
+        "paired_ci_low",
+        "paired_ci_high",
     ]
     return table.loc[table["metric"] == metric, cols].reset_index(drop=True)
 
 
-def verdict(diff: float, ci95: float) -> str:
-    """A paired difference in words: better / worse when its 95 % interval excludes 0, else 'overlaps'."""
+def verdict(diff: float, low: float, high: float) -> str:
+    """A paired difference in words: better / worse when its 95 % interval [low, high] excludes 0, else 'overlaps'."""
     if not np.isfinite(diff):
         return "n/a"
-    if not np.isfinite(ci95) or abs(diff) <= ci95:
+    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0.0 <= high:
         return "overlaps"
     return "better" if diff > 0 else "worse"
 
@@ -168,7 +183,8 @@ def add_verdicts(view: pd.DataFrame) -> pd.DataFrame:
     """:func:`sdr_view` plus a ``vs_reference`` column from :func:`verdict`."""
     out = view.copy()
     out["vs_reference"] = [
-        verdict(d, c) if ref else "" for d, c, ref in zip(out["paired_diff"], out["paired_ci95"], out["paired_vs"])
+        verdict(d, lo, hi) if ref else ""
+        for d, lo, hi, ref in zip(out["paired_diff"], out["paired_ci_low"], out["paired_ci_high"], out["paired_vs"])
     ]
     return out
 

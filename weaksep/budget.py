@@ -34,9 +34,12 @@ BUDGET_KEYS = ("steps", "lr", "batch_size")
 
 def _run_row(study: Study, regime: str, n: int, seed: int, budget: str, overrides: dict[str, Any]) -> dict[str, Any]:
     model = study.train(regime, n, seed, **overrides)
-    files = study.run_files(model)
-    selection = json.loads((files / "selection.json").read_text())
-    log = pd.read_csv(files / "log.csv")
+    selection = study.selection(model)
+    if selection is None:
+        raise FileNotFoundError(
+            f"run {study.run_files(model)} has no selection.json: it was trained without validation"
+        )
+    log = pd.read_csv(study.run_files(model) / "log.csv")
     return {
         "regime": regime,
         "n_sources": n,
@@ -71,14 +74,7 @@ def budget_rows(
     run_overrides = {k: v for k, v in cheaper.items() if k != "batch_size"}
     small = study
     if "batch_size" in cheaper:
-        small = Study(
-            study.profile.replace(batch_size=int(cheaper["batch_size"])),
-            data_root=study.cache,
-            results_dir=study.results,
-            manifests=study.manifests,
-            clap_checkpoint=study.clap_checkpoint or study.default_clap_path(),
-            progress=study.progress,
-        )
+        small = study.sibling(study.profile.replace(batch_size=int(cheaper["batch_size"])))
     rows = []
     for regime in regimes:
         for n in sources:

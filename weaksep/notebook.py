@@ -125,13 +125,11 @@ def train_and_evaluate(
 
 def stopping(study: Study, paths: dict[str, Path]) -> pd.DataFrame:
     """Where each run stopped, which validation checkpoint it uses and whether it plateaued."""
-    import json
-
     rows = []
     for label, path in paths.items():
-        sel = study.run_files(path) / "selection.json"
-        if sel.exists():
-            rows.append({"run": label, **json.loads(sel.read_text())})
+        selection = study.selection(path)
+        if selection is not None:
+            rows.append({"run": label, **selection})
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 

@@ -112,12 +112,12 @@ def plot_sdr_by_regime(table_csvs: Any, out_png: str | Path, metric: str = "sdr"
         for j, label in enumerate(order):
             sub = df[df["label"] == label].groupby("n_sources").first().reindex(ns)
             x = np.arange(len(ns)) + (j - (len(order) - 1) / 2) * width
-            ax.bar(x, sub["mean"], width, yerr=sub["ci95"], capsize=3, label=label, color=colours[label])
+            ax.bar(x, sub["mean"], width, yerr=_yerr(sub), capsize=3, label=label, color=colours[label])
         ax.set_xticks(np.arange(len(ns)), [f"N = {n}" for n in ns])
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_ylabel(f"mean {METRIC_LABELS.get(metric, metric)}")
         profiles = ", ".join(sorted(set(df["profile"].astype(str))))
-        ax.set_title(f"{metric} by regime (mean ± 95 % CI over queries; profile {profiles})", fontsize=9)
+        ax.set_title(f"{metric} by regime (mean, {INTERVAL}; profile {profiles})", fontsize=9)
         ax.legend(title="regime", fontsize=8, title_fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     return _save(fig, out_png)
 
@@ -133,6 +133,17 @@ ABLATION_PLOTS = {  # section -> (kind, x label, log x)
 }
 
 
+INTERVAL = "95 % bootstrap interval over seeds and test mixtures"
+
+
+def _yerr(df: pd.DataFrame) -> np.ndarray:
+    """(2, n) error-bar lengths below and above ``mean`` from ``ci_low``/``ci_high`` (0 where unknown)."""
+    mean = df["mean"].to_numpy(np.float64)
+    below = mean - df["ci_low"].to_numpy(np.float64)
+    above = df["ci_high"].to_numpy(np.float64) - mean
+    return np.nan_to_num(np.clip(np.stack([below, above]), 0.0, None))
+
+
 def _metric_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     df = table[(table["metric"] == metric) & np.isfinite(table["mean"].astype(float))].copy()
     if df.empty:
@@ -141,7 +152,7 @@ def _metric_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def plot_ablation_bars(table: pd.DataFrame, out_png: str | Path, metric: str = "sdr") -> Path:
-    """Mean ``metric`` ± 95 % CI of every setting (bars), one panel per N."""
+    """Mean ``metric`` and its 95 % bootstrap interval for every setting (bars), one panel per N."""
     df = _metric_rows(table, metric)
     ns = sorted(df["n_sources"].unique())
     order = list(dict.fromkeys(df["setting"]))
@@ -151,13 +162,13 @@ def plot_ablation_bars(table: pd.DataFrame, out_png: str | Path, metric: str = "
         axes = fig.subplots(1, len(ns), squeeze=False)[0]
         for ax, n in zip(axes, ns):
             sub = df[df["n_sources"] == n].set_index("setting")  # the table lists settings in run order
-            ax.bar(range(len(sub)), sub["mean"], yerr=sub["ci95"], capsize=3, color=[colours[o] for o in sub.index])
+            ax.bar(range(len(sub)), sub["mean"], yerr=_yerr(sub), capsize=3, color=[colours[o] for o in sub.index])
             ax.set_xticks(range(len(sub)), sub.index, rotation=35, ha="right", fontsize=8)
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_title(f"N = {n}", fontsize=9)
         axes[0].set_ylabel(f"mean {METRIC_LABELS.get(metric, metric)}")
         fig.suptitle(
-            f"{table['table'].iloc[0]}: {metric}, mean ± 95 % CI over queries (profile "
+            f"{table['table'].iloc[0]}: {metric}, mean, {INTERVAL} (profile "
             f"{', '.join(sorted(set(df['profile'].astype(str))))})",
             fontsize=9,
         )
@@ -172,18 +183,18 @@ def plot_ablation_lines(
     metric: str = "sdr",
     paired: bool = False,
 ) -> Path:
-    """Mean ``metric`` ± 95 % CI against each setting's ``value``, one line per regime and N.
+    """Mean ``metric`` and its 95 % bootstrap interval against each setting's ``value``, one line per regime and N.
 
     Settings without a value (a baseline such as ``unsup``) are drawn as dashed
     horizontal lines. With ``paired``, the y axis is the paired difference to
-    each setting's reference (``paired_diff ± paired_ci95``) instead, with 0
+    each setting's reference (``paired_diff`` in ``[paired_ci_low, paired_ci_high]``) instead, with 0
     (no gain) drawn black.
     """
     df = _metric_rows(table, metric)
     df = df[df["regime"] != "mixture"]
     if paired:
         df = df[(df["paired_vs"] != "") & df["paired_diff"].notna()]
-        df = df.assign(mean=df["paired_diff"], ci95=df["paired_ci95"])
+        df = df.assign(mean=df["paired_diff"], ci_low=df["paired_ci_low"], ci_high=df["paired_ci_high"])
         refs = " / ".join(dict.fromkeys(df["paired_vs"].astype(str)))
         if len(refs) > 40:
             refs = "its reference at the same setting"
@@ -196,7 +207,7 @@ def plot_ablation_lines(
             ax.errorbar(
                 sub["value"],
                 sub["mean"],
-                yerr=sub["ci95"],
+                yerr=_yerr(sub),
                 marker="o",
                 capsize=3,
                 label=f"{regime}, N = {n}",
@@ -205,7 +216,8 @@ def plot_ablation_lines(
         for _, row in df[df["value"].isna()].iterrows():
             c = next(palette)
             ax.axhline(row["mean"], linestyle="--", color=c, label=f"{row['setting']}, N = {row['n_sources']}")
-            ax.axhspan(row["mean"] - row["ci95"], row["mean"] + row["ci95"], color=c, alpha=0.12)
+            if np.isfinite([row["ci_low"], row["ci_high"]]).all():
+                ax.axhspan(row["ci_low"], row["ci_high"], color=c, alpha=0.12)
         if log_x:
             ax.set_xscale("log")
         ax.set_xlabel(x_label)
@@ -215,7 +227,7 @@ def plot_ablation_lines(
         else:
             ax.set_ylabel(f"mean {METRIC_LABELS.get(metric, metric)}")
         what = "paired difference" if paired else "mean"
-        ax.set_title(f"{table['table'].iloc[0]}: {what} ± 95 % CI over queries", fontsize=9)
+        ax.set_title(f"{table['table'].iloc[0]}: {what}, {INTERVAL}", fontsize=8)
         ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     return _save(fig, out_png)
 

@@ -225,7 +225,7 @@ class Study:
 
         Saved in the cache beside the default one; its card travels inside the
         checkpoint (:func:`clap_card_of`) and ``results/clap_card.json`` is not touched.
-        Use it with ``Study(profile, clap_checkpoint=path)``.
+        Use it with ``study.sibling(clap_checkpoint=path, clap_backend="proxy")``.
 
         Other soundfonts render their corpora under a root of their own
         (``<cache>/clap_fonts/<names>``): the corpus of a root is rendered for one
@@ -433,6 +433,38 @@ class Study:
         if model_path.parent.resolve() == (self.results / "models").resolve():
             return self.results / "runs" / model_path.stem
         return model_path.parent
+
+    def selection(self, model_path: str | Path) -> dict[str, Any] | None:
+        """A run's ``selection.json`` (its best validation step and SDR, where it stopped, whether it
+        plateaued), or None when the run kept no validation record."""
+        path = self.run_files(model_path) / "selection.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except ValueError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}): delete it and retrain the run") from e
+
+    def sibling(
+        self,
+        profile: Profile | None = None,
+        clap_checkpoint: str | Path | None = None,
+        clap_backend: str | None = None,
+    ) -> Study:
+        """This study on the same data, cache and results, with another ``profile`` (e.g. another
+        batch size) or another CLAP: ``clap_checkpoint`` of ``clap_backend`` (default: this study's
+        CLAP, pretrained if absent, and backend)."""
+        return Study(
+            profile or self.profile,
+            data_root=self.cache,
+            results_dir=self.results,
+            clap_backend=clap_backend or self.clap_backend,
+            clap_checkpoint=clap_checkpoint or self.clap_checkpoint or self.default_clap_path(),
+            tokenizer_dir=self.tokenizer_dir,
+            manifests=self.manifests,
+            progress=self.progress,
+            reuse_committed=self.reuse_committed,
+        )
 
     def load_model(self, path: str | Path) -> Separator:
         return load_separator(path)[0]
