@@ -1,6 +1,7 @@
 # weaksep: `make reproduce` runs the study, `make test` runs the tests (lint, unit tests,
 # every notebook at the smoke profile, their outputs and the committed results),
-# `make test-unit` the fast unit tests only, `make ablations` the ablations of notebook 07.
+# `make test-unit` the fast unit tests only, `make ablations` the ablations of notebook 07
+# (SECTIONS=design,lr: only those).
 # DATA=DIR: a folder of manifests or a MUSIC / VGGSound / AudioCaps root instead of the rendered corpora.
 # CLAP_CKPT=FILE (CLAP_BACKEND=laion TOKENIZER=DIR for LAION-CLAP at the smoke or quick sizes;
 # the paper profile uses laion by default): the CLAP to condition on instead of the default one.
@@ -64,13 +65,19 @@ STAMPS := .cache/stamps/$(PROFILE)-$(shell echo '$(NB_PARAMS) $(abspath $(RESULT
 reproduce: setup $(foreach nb,$(STUDY_NOTEBOOKS),$(STAMPS)/$(nb).done)
 	@cat $(RESULTS)/summary.md
 
-ablations: setup $(STAMPS)/07_ablations.done
+# SECTIONS=design,lr: only those sections of notebook 07 (weaksep/ablation_runs.py lists them), made
+# every time they are asked for.
+NB07_PARAMS := $(if $(SECTIONS),-p sections $(SECTIONS))
+ablations: setup
+	$(if $(SECTIONS),rm -f $(STAMPS)/07_ablations.done)
+	$(MAKE) --no-print-directory $(STAMPS)/07_ablations.done
 	rm -f $(STAMPS)/05_summary.done
 	$(MAKE) --no-print-directory $(STAMPS)/05_summary.done PROFILE=$(PROFILE)
 
 $(STAMPS)/%.done: notebooks/%.ipynb $(SOURCES) | setup
 	@mkdir -p $(RESULTS)/notebooks $(STAMPS)
-	$(BIN)/papermill --cwd notebooks $< $(RESULTS)/notebooks/$*.ipynb.tmp $(NB_PARAMS) --log-output --no-progress-bar
+	$(BIN)/papermill --cwd notebooks $< $(RESULTS)/notebooks/$*.ipynb.tmp $(NB_PARAMS) \
+		$(if $(filter 07_ablations,$*),$(NB07_PARAMS)) --log-output --no-progress-bar
 	mv $(RESULTS)/notebooks/$*.ipynb.tmp $(RESULTS)/notebooks/$*.ipynb
 	touch $@
 

@@ -614,3 +614,13 @@ def test_the_lr_test_section_scores_the_chosen_rates_and_pairs_semi_with_sup_at_
 
     pngs = plot_ablation(result.table, tmp_path / "figures")
     assert pngs and all(png.stat().st_size > 1000 for png in pngs)
+
+
+def test_the_sections_asked_for_come_in_notebook_order_and_unknown_ones_are_named():
+    from weaksep.ablation_runs import SECTIONS, check_sections
+
+    assert check_sections(None) == SECTIONS
+    assert check_sections("lr, design") == ("design", "lr")  # as `make ablations SECTIONS=lr,design` passes it
+    assert check_sections(["unheard", "loss"]) == ("loss", "unheard")
+    with pytest.raises(ValueError, match="unknown ablation section.*'lrs'.*design"):
+        check_sections("design,lrs")

@@ -253,3 +253,16 @@ def test_a_committed_model_with_the_same_run_config_is_used_not_trained(smoke_st
     assert not (tmp_path / "fresh_cache" / "smoke" / "runs").exists()  # nothing trained
     assert reusing.committed_model(reusing.run_config("unsup", 2, steps=3)) is None  # another config
     assert committed.committed_model(committed.run_config("unsup", 2, steps=2)) is None  # reuse off
+
+
+def test_the_converged_profile_is_quick_trained_longer_with_its_decay_before_the_window_the_rule_reads():
+    """Only the training length, the schedule and the seeds differ, so its tables compare with quick's;
+    a rate decay inside the last fifth would make every run's last fifth rise, never a plateau."""
+    from weaksep.profiles import get_profile
+    from weaksep.validation import LAST_SHARE
+
+    quick, converged = get_profile("quick").to_dict(), get_profile("converged").to_dict()
+    differ = {k for k in quick if quick[k] != converged[k]}
+    assert differ == {"name", "steps", "lr_decay_every", "seeds"}
+    assert converged["lr_decay_every"] + converged["checkpoint_every"] <= (1 - LAST_SHARE) * converged["steps"]
+    assert len(converged["seeds"]) >= 3 and converged["steps"] >= 4 * quick["steps"]

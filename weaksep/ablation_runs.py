@@ -12,6 +12,7 @@ of :mod:`weaksep.ablations`. Every table's config holds the plan and the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,23 @@ from .profiles import AblationPlan
 
 if TYPE_CHECKING:
     from .study import Study
+
+
+# The sections of notebook 07, in its order. weight_test runs with weight (it tests weight's
+# choice) and lr_test with lr.
+SECTIONS = ("loss", "weight", "clap", "text", "fraction", "length", "design", "lr", "unheard")
+
+
+def check_sections(sections: Sequence[str] | str | None) -> tuple[str, ...]:
+    """The sections a run of notebook 07 makes: every one for None, else ``sections`` in notebook
+    order (a comma-separated string, as ``make ablations SECTIONS=design,lr`` passes, or a list)."""
+    if sections is None:
+        return SECTIONS
+    asked = [s.strip() for s in sections.split(",")] if isinstance(sections, str) else list(sections)
+    unknown = sorted(set(asked) - set(SECTIONS))
+    if unknown or not asked:
+        raise ValueError(f"unknown ablation section(s) {unknown or asked}; the sections are {', '.join(SECTIONS)}")
+    return tuple(s for s in SECTIONS if s in asked)
 
 
 @dataclass

@@ -20,6 +20,8 @@ import re
 import sys
 import warnings
 
+from .profiles import PROFILES
+
 PROG = "weaksep"
 
 
@@ -116,7 +118,7 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--expect-profile",
         default=None,
-        choices=["smoke", "quick", "paper"],
+        choices=sorted(PROFILES),
         help="refuse a checkpoint whose model size is not that of this profile",
     )
     p.add_argument(
@@ -196,7 +198,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--regime", choices=REGIMES, required=True, help="training regime (weaksep/METHOD.md#objective)")
     p.add_argument("--sources", type=int, default=2, help="sources per training mixture, N (1-4; default 2)")
-    p.add_argument("--profile", default=None, help="smoke | quick | paper (default: $WEAKSEP_PROFILE or quick)")
+    p.add_argument(
+        "--profile", default=None, choices=sorted(PROFILES), help="study profile (default: $WEAKSEP_PROFILE or quick)"
+    )
     p.add_argument(
         "--out",
         default=None,
@@ -335,7 +339,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--profile",
         default=None,
-        choices=["smoke", "quick", "paper"],
+        choices=sorted(PROFILES),
         help="profile of the test mixtures (default: the checkpoint's)",
     )
     p.add_argument(

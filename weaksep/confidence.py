@@ -53,6 +53,7 @@ from torch import Tensor
 from .data.manifest import SILENCE_PEAK
 from .io import atomic_write_text
 from .paths import default_results_dir, file_sha256, portable_path
+from .profiles import PROFILES
 
 if TYPE_CHECKING:
     from .clap import ClapBackend
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--profile",
         default=None,
-        choices=["smoke", "quick", "paper"],
+        choices=sorted(PROFILES),
         help="profile of the study (default: $WEAKSEP_PROFILE, else quick)",
     )
     ap.add_argument(
