@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchaudio
@@ -197,3 +198,40 @@ def test_checkpoint_errors(tmp_path, base_checkpoint, tokenizer_dir):
     torch.save({"state_dict": {"module.foo": torch.zeros(1)}}, junk)
     with pytest.raises(ValueError, match="audio_branch.patch_embed.proj.weight"):
         laion.LaionClap(junk, tokenizer_dir=tokenizer_dir[0])
+
+
+def test_a_study_on_a_dataset_trains_and_scores_weak_with_the_laion_backend(tmp_path, tokenizer_dir):
+    """The laion backend inside the study, on a dataset in its public layout (label manifests): the
+    weak objective embeds the estimates with it, evaluation scores them with it, and the table's
+    config names it. (``tests/test_reproduce.py`` runs the notebooks with it on captions.)"""
+    from weaksep.data import prepare_data
+    from weaksep.data.fixtures import write_fixture
+    from weaksep.study import Study
+
+    checkpoint = tmp_path / "clap.pt"
+    make_checkpoint(checkpoint, "HTSAT-tiny", tokenizer_dir[1])
+    record = write_fixture("music", tmp_path / "music")
+    manifests = prepare_data(tmp_path / "music", tmp_path / "manifests", skip_bad=True, echo=None)
+    study = Study(
+        "smoke",
+        data_root=tmp_path / "cache",
+        results_dir=tmp_path / "results",
+        clap_backend="laion",
+        clap_checkpoint=checkpoint,
+        tokenizer_dir=tokenizer_dir[0],
+        manifests=manifests,
+        progress=False,
+    )
+    model = study.train("weak", 2, seed=0, steps=2)
+    log = pd.read_csv(study.run_files(model) / "log.csv")
+    assert np.isfinite(log["loss_contrastive"]).all()  # the CLAP embedded the estimates
+    rows = study.evaluate({"weak": model}, 2)
+    weak = rows[rows["regime"] == "weak"]
+    assert len(weak) > 0 and weak["sdr"].notna().all() and np.isfinite(weak["clap_sim"]).all()
+    assert set(weak["entity"]) <= set(record.classes)
+    study.write_table("01_two_source", "two_source", rows)
+    config = json.loads((tmp_path / "results" / "configs" / "01_two_source.json").read_text())
+    assert config["clap"]["backend"] == "laion" and config["data"]["layout"] == "music"
+    card = study.clap_card()  # what notebook 00 shows of a user's CLAP: measured here
+    assert card["backend"] == "laion" and 0.0 <= card["zero_shot_accuracy"] <= 1.0
+    assert str(tmp_path) not in (tmp_path / "results" / "clap_card.json").read_text()  # no machine path

@@ -259,7 +259,7 @@ class Study:
         if not card:  # a user-supplied checkpoint: measure it here
             card = {
                 "backend": self.clap_backend,
-                "checkpoint": str(self.clap_checkpoint),
+                "checkpoint": portable_path(self.clap_checkpoint, self.cache),  # results hold no machine path
                 **evaluate_clap(clap, self.profile, self.cache),
             }
         write_model_card(card, self.results / "clap_card.json")
