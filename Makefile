@@ -53,7 +53,7 @@ test-unit: setup
 
 test: setup lint
 	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q --durations=15 tests
-	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax notebooks
+	WEAKSEP_PROFILE=smoke $(BIN)/python -m pytest -q --durations=10 --nbval-lax notebooks
 	WEAKSEP_PROFILE=smoke WEAKSEP_CHECK_NOTEBOOK_OUTPUTS=1 $(BIN)/python -m pytest -q tests/test_notebook_outputs.py
 
 # The study: one file target per notebook. The targets are stamps in .cache
