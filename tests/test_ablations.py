@@ -431,6 +431,10 @@ class _FakeStudy:
     def run_files(self, model):
         return self.cache / "runs" / model
 
+    def selection(self, model):
+        path = self.run_files(model) / "selection.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
 
 def test_the_weight_sections_choose_on_validation_and_test_the_choice(tmp_path):
     from weaksep.ablation_runs import weight_section, weight_test_section
@@ -494,7 +498,10 @@ def test_the_loss_text_and_clap_sections(tmp_path, monkeypatch):
     study.clap = lambda: setattr(study, "clap_checkpoint", "default.pt")
     study.clap_variant = lambda steps: f"clap-{steps}.pt"
     accuracy = {"default.pt": 0.9, "clap-12.pt": 0.5, "clap-0.pt": 0.1}
-    monkeypatch.setattr(weaksep.study, "Study", lambda *a, clap_checkpoint, **k: _FakeStudy(tmp_path, lambda m: 1.0))
+    siblings = []  # the CLAP a sibling study was asked for, and its backend: the variants are proxies
+    study.sibling = lambda clap_checkpoint, clap_backend: (
+        siblings.append((clap_checkpoint, clap_backend)) or _FakeStudy(tmp_path, lambda m: 1.0)
+    )
     monkeypatch.setattr(
         weaksep.study, "clap_card_of", lambda p: {"zero_shot_accuracy": accuracy[p], "mixture_map": 0.5}
     )
@@ -510,6 +517,7 @@ def test_the_loss_text_and_clap_sections(tmp_path, monkeypatch):
         "clean · CLAP untrained",
     ]
     assert study.written["clap"][1]["values"]["clean · CLAP 12 steps"] == 0.5 and len(clap.notes) == 3
+    assert siblings == [("default.pt", "proxy"), ("clap-12.pt", "proxy"), ("clap-0.pt", "proxy")]
 
 
 def test_the_unheard_clap_section_pairs_weak_with_each_clap_against_one_unsup(tmp_path, monkeypatch):
@@ -533,7 +541,7 @@ def test_the_unheard_clap_section_pairs_weak_with_each_clap_against_one_unsup(tm
     study.clap = lambda: setattr(study, "clap_checkpoint", "default.pt")
     study.clap_variant = lambda soundfonts, seed: f"clap-{'+'.join(soundfonts)}.pt"
     variant = _FakeStudy(tmp_path, lambda m: 0.5)  # weak with the Merlin CLAP scores 0.5 dB over unsup
-    monkeypatch.setattr(weaksep.study, "Study", lambda *a, clap_checkpoint, **k: variant)
+    study.sibling = lambda clap_checkpoint, clap_backend: variant if clap_backend == "proxy" else None
     accuracy = {"default.pt": 0.94, "clap-merlin.pt": 0.6}
     monkeypatch.setattr(
         weaksep.study, "clap_card_of", lambda p: {"zero_shot_accuracy": accuracy[p], "mixture_map": 0.5}
