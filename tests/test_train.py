@@ -256,13 +256,16 @@ def test_a_committed_model_with_the_same_run_config_is_used_not_trained(smoke_st
 
 
 def test_the_converged_profile_is_quick_trained_longer_with_its_decay_before_the_window_the_rule_reads():
-    """Only the training length, the schedule and the seeds differ, so its tables compare with quick's;
-    a rate decay inside the last fifth would make every run's last fifth rise, never a plateau."""
+    """Only the training length, the schedule, the earliest stop and the seeds differ, so its tables
+    compare with quick's. A rate decay inside the last fifth would make every run's last fifth rise,
+    never a plateau; an early stop allowed before the decay was validated would skip the decay."""
     from weaksep.profiles import get_profile
     from weaksep.validation import LAST_SHARE
 
     quick, converged = get_profile("quick").to_dict(), get_profile("converged").to_dict()
     differ = {k for k in quick if quick[k] != converged[k]}
-    assert differ == {"name", "steps", "lr_decay_every", "seeds"}
-    assert converged["lr_decay_every"] + converged["checkpoint_every"] <= (1 - LAST_SHARE) * converged["steps"]
+    assert differ == {"name", "steps", "lr_decay_every", "min_steps_fraction", "seeds"}
+    decay_validated = converged["lr_decay_every"] + converged["checkpoint_every"]
+    assert decay_validated <= (1 - LAST_SHARE) * converged["steps"]
+    assert decay_validated <= converged["min_steps_fraction"] * converged["steps"]
     assert len(converged["seeds"]) >= 3 and converged["steps"] >= 4 * quick["steps"]
