@@ -453,13 +453,15 @@ class Study:
     ) -> Study:
         """This study on the same data, cache and results, with another ``profile`` (e.g. another
         batch size) or another CLAP: ``clap_checkpoint`` of ``clap_backend`` (default: this study's
-        CLAP, pretrained if absent, and backend)."""
+        CLAP, resolved first, i.e. reused or pretrained, and its backend)."""
+        if clap_checkpoint is None:
+            self.clap()  # sets self.clap_checkpoint: the committed, cached or newly pretrained one
         return Study(
             profile or self.profile,
             data_root=self.cache,
             results_dir=self.results,
             clap_backend=clap_backend or self.clap_backend,
-            clap_checkpoint=clap_checkpoint or self.clap_checkpoint or self.default_clap_path(),
+            clap_checkpoint=clap_checkpoint or self.clap_checkpoint,
             tokenizer_dir=self.tokenizer_dir,
             manifests=self.manifests,
             progress=self.progress,
