@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import bootstrap, cell_means
+from .stats import verdict as interval_verdict
 from .tables import METRICS, TABLE_COLUMNS, aggregate, ci95_halfwidth, load_table, save_table
 
 ABLATION_METRICS = (*METRICS, "clap_top1")  # clap_top1: share of queries whose CLAP top class is the entity
@@ -170,13 +171,15 @@ def sdr_view(table: pd.DataFrame, metric: str = "sdr") -> pd.DataFrame:
     return table.loc[table["metric"] == metric, cols].reset_index(drop=True)
 
 
+_IN_WORDS = {"reproduced": "better", "not reproduced": "worse", "inconclusive": "overlaps"}
+
+
 def verdict(diff: float, low: float, high: float) -> str:
-    """A paired difference in words: better / worse when its 95 % interval [low, high] excludes 0, else 'overlaps'."""
+    """A paired difference in words: better / worse when its 95 % interval [low, high] lies above /
+    below 0, else 'overlaps' (the study's rule, :func:`weaksep.stats.verdict`, with 0 as threshold)."""
     if not np.isfinite(diff):
         return "n/a"
-    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0.0 <= high:
-        return "overlaps"
-    return "better" if diff > 0 else "worse"
+    return _IN_WORDS[interval_verdict(low, high, 0.0)]
 
 
 def add_verdicts(view: pd.DataFrame) -> pd.DataFrame:
