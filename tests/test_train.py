@@ -255,6 +255,37 @@ def test_a_committed_model_with_the_same_run_config_is_used_not_trained(smoke_st
     assert committed.committed_model(committed.run_config("unsup", 2, steps=2)) is None  # reuse off
 
 
+def test_a_profile_with_the_same_clap_settings_conditions_on_another_profiles_committed_clap(
+    smoke_study, tmp_path, monkeypatch, capsys
+):
+    """``converged`` shares quick's CLAP settings: with reuse on it takes quick's committed CLAP
+    (results/models) instead of pretraining one of its own, and copies it beside its own models."""
+    import shutil
+
+    from weaksep.paths import file_sha256
+    from weaksep.study import Study
+
+    same = [
+        Study(name, data_root=tmp_path / "c", progress=False).default_clap_path().name
+        for name in ("quick", "converged")
+    ]
+    assert same[0] == same[1]
+
+    monkeypatch.setenv("WEAKSEP_RESULTS", str(tmp_path / "results"))  # quick's results are results/ itself
+    quick_models = tmp_path / "results" / "models"
+    quick_models.mkdir(parents=True)
+    shutil.copyfile(smoke_study.clap_checkpoint, quick_models / "clap_proxy.pt")
+    (quick_models / "clap_proxy.source").write_text(smoke_study.clap_checkpoint.name + "\n")
+    fresh = tmp_path / "fresh_cache"
+    assert Study(smoke_study.profile, data_root=fresh, progress=False)._committed_clap() is None  # reuse off
+    other = Study(smoke_study.profile, data_root=fresh, progress=False, reuse_committed=True)
+    assert other.results == tmp_path / "results" / "smoke" and not (other.results / "models").exists()
+    other.clap_card()
+    assert "using the committed default CLAP" in capsys.readouterr().out
+    assert file_sha256(other.clap_checkpoint) == file_sha256(smoke_study.clap_checkpoint)
+    assert file_sha256(other.results / "models" / "clap_proxy.pt") == file_sha256(smoke_study.clap_checkpoint)
+
+
 def test_the_converged_profile_is_quick_trained_longer_with_its_decay_before_the_window_the_rule_reads():
     """Only the training length, the schedule, the earliest stop and the seeds differ, so its tables
     compare with quick's. A rate decay inside the last fifth would make every run's last fifth rise,

@@ -34,7 +34,7 @@ from .evaluate import evaluate_separators
 from .io import atomic_torch_save, atomic_write_text, safe_torch_load
 from .model import Separator
 from .paths import default_cache, default_results_dir, file_sha256, portable_path
-from .profiles import Profile, get_profile
+from .profiles import PROFILES, Profile, get_profile
 from .runs import RunConfig, code_version, git_commit, same_run
 from .tables import save_table, summarise_table
 from .train import continue_from, train
@@ -187,12 +187,22 @@ class Study:
 
     # --- models committed in results/ ------------------------------------------
     def _committed_clap(self) -> Path | None:
-        """``results/models/clap_proxy.pt`` when reuse is on and it is this profile's default CLAP."""
-        path = self.results / "models" / "clap_proxy.pt"
-        source = path.with_suffix(".source")  # the cache name it was copied from: the hash of its settings
-        if not self.reuse_committed or not path.exists() or not source.exists():
+        """A committed ``models/clap_proxy.pt`` of the same CLAP settings, when reuse is on.
+
+        Looked for in this study's results, then in every profile's default results
+        folder: a profile whose CLAP settings equal another's (``converged`` and
+        ``quick``) conditions on the very same committed CLAP instead of pretraining its own.
+        """
+        if not self.reuse_committed:
             return None
-        return path if source.read_text().strip() == self.default_clap_path().name else None
+
+        wanted = self.default_clap_path().name  # the hash of its settings and tower version
+        for results in (self.results, *(default_results_dir(name) for name in sorted(PROFILES))):
+            path = results / "models" / "clap_proxy.pt"
+            source = path.with_suffix(".source")  # the cache name it was copied from
+            if path.exists() and source.exists() and source.read_text().strip() == wanted:
+                return path
+        return None
 
     def committed_model(self, cfg: RunConfig) -> Path | None:
         """A model in ``results/models`` whose saved run config is ``cfg`` (same code, CLAP, data, ...)."""
