@@ -123,6 +123,10 @@ def test_make_hands_every_setting_to_the_notebooks_that_declare_it(tmp_path, abl
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     calls = _papermill_calls(proc.stdout)
+    # Every progress-bar redraw is kept in the committed notebook: they redraw every 30 s there.
+    assert all(line.startswith("TQDM_MININTERVAL=30 ") for line in proc.stdout.splitlines() if "papermill " in line), (
+        proc.stdout
+    )
     expected = {
         "profile": "smoke",
         "data": str(data),
