@@ -165,7 +165,7 @@ def _regime_rows(
     largest fraction present is taken, so ``sup`` means supervised training on all clips.
     """
     if table not in queries:
-        raise _NotRun(f"results/queries/{TABLE_FILES.get(table, table + '.csv')} is missing")
+        raise _NotRun(f"queries/{TABLE_FILES.get(table, table + '.csv')} is missing (its notebook has not run)")
     df = queries[table]
     sel = df[(df["regime"] == regime) & (df["n_sources"] == n)]
     if sel.empty:
