@@ -195,7 +195,6 @@ class Study:
         """
         if not self.reuse_committed:
             return None
-
         wanted = self.default_clap_path().name  # the hash of its settings and tower version
         for results in (self.results, *(default_results_dir(name) for name in sorted(PROFILES))):
             path = results / "models" / "clap_proxy.pt"
