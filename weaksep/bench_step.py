@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--profiler", action="store_true", help="print a torch.profiler table of 3 steps instead")
+    ap.add_argument("--flush-denormal", action="store_true", help="flush denormal floats to zero (a lever measured)")
     args = ap.parse_args(argv)
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
     if args.profiler:
         print(profiler_table(args.profile, args.regime, args.n_sources))
         return 0
