@@ -61,9 +61,6 @@ test: setup lint
 # every notebook; trained models are cached by config hash and reused.
 # Keyed by the notebook parameters and the results folder, so that another DATA, CLAP or
 # STEPS runs every notebook again instead of finding them done.
-# Progress bars redraw at most every PROGRESS_EVERY seconds in the executed notebooks: every redraw
-# is kept in the committed notebook (about 0.8 MB of bars per training notebook at 0.1 s).
-PROGRESS_EVERY ?= 30
 STAMPS := .cache/stamps/$(PROFILE)-$(shell echo '$(NB_PARAMS) $(abspath $(RESULTS))' | sha1sum | cut -c1-10)
 reproduce: setup $(foreach nb,$(STUDY_NOTEBOOKS),$(STAMPS)/$(nb).done)
 	@cat $(RESULTS)/summary.md
@@ -79,8 +76,11 @@ ablations: setup
 
 $(STAMPS)/%.done: notebooks/%.ipynb $(SOURCES) | setup
 	@mkdir -p $(RESULTS)/notebooks $(STAMPS)
-	TQDM_MININTERVAL=$(PROGRESS_EVERY) $(BIN)/papermill --cwd notebooks $< $(RESULTS)/notebooks/$*.ipynb.tmp $(NB_PARAMS) \
+	$(BIN)/papermill --cwd notebooks $< $(RESULTS)/notebooks/$*.ipynb.tmp $(NB_PARAMS) \
 		$(if $(filter 07_ablations,$*),$(NB07_PARAMS)) --log-output --no-progress-bar
+	@# The notebook keeps every redraw of a progress bar (about 0.9 MB per training notebook):
+	@# keep only the last, as a terminal shows it.
+	$(BIN)/python -m weaksep.collapse_progress $(RESULTS)/notebooks/$*.ipynb.tmp
 	mv $(RESULTS)/notebooks/$*.ipynb.tmp $(RESULTS)/notebooks/$*.ipynb
 	touch $@
 

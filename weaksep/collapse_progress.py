@@ -1,0 +1,58 @@
+"""Keep, of each progress bar in an executed notebook, only what a terminal would show.
+
+A text progress bar redraws itself by writing a carriage return and the new bar. The
+notebook keeps every redraw: about 0.9 MB per training notebook, because the training
+bar's loss redraws it at every step. nbconvert's CoalesceStreamsPreprocessor merges a
+cell's consecutive stream outputs and drops the text that a carriage return overwrites;
+``make reproduce`` runs it on each notebook that papermill executes.
+
+    python -m weaksep.collapse_progress results/notebooks/01_two_source.ipynb ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import nbformat
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+
+def collapse_progress(path: str | Path) -> tuple[int, int]:
+    """Rewrite the notebook at ``path`` with each progress bar at its last redraw.
+
+    Returns the file's size in bytes before and after. The file is replaced
+    atomically, so an interrupted call leaves the notebook as it was.
+    """
+    path = Path(path)
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except Exception as error:  # nbformat raises several kinds for a file that is not a notebook
+        raise ValueError(f"{path}: not a Jupyter notebook ({error})") from error
+    before = path.stat().st_size
+    notebook, _ = CoalesceStreamsPreprocessor().preprocess(notebook, {})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            nbformat.write(notebook, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return before, path.stat().st_size
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("notebooks", nargs="+", type=Path, help="executed .ipynb files, rewritten in place")
+    args = parser.parse_args(argv)
+    for path in args.notebooks:
+        before, after = collapse_progress(path)
+        print(f"{path}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
