@@ -150,9 +150,10 @@ def test_an_interval_across_the_bar_is_inconclusive() -> None:
 def test_metric_disagreement_is_said() -> None:
     claims = pd.DataFrame(
         {
-            "claim": ["a", "a", "b", "b"],
-            "metric": ["sdr", "si_sdr"] * 2,
-            "verdict": ["reproduced", "not reproduced", "inconclusive", "inconclusive"],
+            "claim": ["a", "a", "b", "b", "c", "c"],
+            "metric": ["sdr", "si_sdr"] * 3,
+            # c: SI-SDR's ratio is meaningless (baseline <= 0 dB), which is not a disagreement
+            "verdict": ["reproduced", "not reproduced", "inconclusive", "inconclusive", "reproduced", "not comparable"],
         }
     )
     said = summary.metric_disagreements(claims)

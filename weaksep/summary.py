@@ -300,11 +300,16 @@ def compare_to_paper(queries: Mapping[str, pd.DataFrame] | str | Path) -> pd.Dat
 
 
 def metric_disagreements(claims: pd.DataFrame) -> list[str]:
-    """A sentence for every claim whose verdict differs between bss_eval SDR and SI-SDR."""
+    """A sentence for every claim whose verdict differs between bss_eval SDR and SI-SDR.
+
+    Only judged verdicts count: a metric whose claim was not run, or whose ratio is not comparable
+    (a baseline at or below 0 dB), has its own sentence, and the filter explains nothing there.
+    """
+    judged = {"reproduced", "not reproduced", "inconclusive"}
     out = []
     for claim, group in claims.groupby("claim", sort=False):
         v = dict(zip(group["metric"], group["verdict"]))
-        if len(set(v.values())) > 1:
+        if set(v.values()) <= judged and len(set(v.values())) > 1:
             out.append(
                 f"{claim}: bss_eval SDR says '{v.get('sdr')}' but SI-SDR says '{v.get('si_sdr')}'; "
                 "bss_eval's 512-tap distortion filter forgives spectral shaping (e.g. a low-passed estimate) "
