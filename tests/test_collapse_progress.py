@@ -36,7 +36,7 @@ def test_a_progress_bar_keeps_its_last_redraw_and_every_other_output(tmp_path):
     ]
 
 
-def test_a_file_that_is_not_a_notebook_is_named_and_left_as_it_was(tmp_path, capsys):
+def test_a_file_that_is_not_a_notebook_is_named_and_left_as_it_was(tmp_path):
     path = tmp_path / "summary.ipynb"
     path.write_text("profile,sdr\n")
     with pytest.raises(ValueError, match="summary.ipynb: not a Jupyter notebook"):

@@ -12,13 +12,13 @@ cell's consecutive stream outputs and drops the text that a carriage return over
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+from .io import atomic_write_text
 
 
 def collapse_progress(path: str | Path) -> tuple[int, int]:
@@ -34,14 +34,7 @@ def collapse_progress(path: str | Path) -> tuple[int, int]:
         raise ValueError(f"{path}: not a Jupyter notebook ({error})") from error
     before = path.stat().st_size
     notebook, _ = CoalesceStreamsPreprocessor().preprocess(notebook, {})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(notebook, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, nbformat.writes(notebook) + "\n")
     return before, path.stat().st_size
 
 
