@@ -33,7 +33,7 @@ RESULTS := $(or $(WEAKSEP_RESULTS),results)$(if $(filter-out quick,$(PROFILE)),/
 STUDY_NOTEBOOKS := 00_pretrain_clap 01_two_source 02_three_source 03_four_source 04_semi_supervised 08_captioned_events 05_summary 06_try_it
 SOURCES := $(wildcard weaksep/*.py weaksep/*/*.py)
 
-.PHONY: setup lint test test-unit reproduce ablations confidence figures bench clean
+.PHONY: setup lint test test-unit reproduce ablations confidence figures bench bench-runs clean
 
 setup: $(STAMP)
 
@@ -105,6 +105,12 @@ figures: setup
 BENCH_BEFORE ?= efaac6a
 bench: setup
 	$(BIN)/python -m weaksep.bench --before $(BENCH_BEFORE)
+
+# One whole quick training run per cell (its own steps, validation and stopping), each beside
+# BENCH_BEFORE's, in fresh processes: about 30 min for these four. Needs quick's CLAP (notebook 00).
+BENCH_RUNS ?= unsup:2 weak:2 sup:2 semi:2
+bench-runs: setup
+	$(BIN)/python -m weaksep.bench --before $(BENCH_BEFORE) --whole-runs $(BENCH_RUNS)
 
 clean:
 	rm -rf .cache results/smoke results/paper .pytest_cache

@@ -96,9 +96,12 @@ def checkout_of(commit: str) -> Path:
 
 
 def bench_step(
-    regime: str, n_sources: int, profile_name: str, steps: int, code: Path | None = None
+    regime: str, n_sources: int, profile_name: str, steps: int, code: Path | None = None, whole_run: bool = False
 ) -> dict[str, float]:
-    """:mod:`weaksep.bench_step` in a fresh process, on this checkout or on the one at ``code``."""
+    """:mod:`weaksep.bench_step` in a fresh process, on this checkout or on the one at ``code``.
+
+    ``whole_run``: one whole training run (``{"seconds", "budget_steps"}``) instead of ``steps`` steps.
+    """
     import os
 
     from .paths import REPO_ROOT, default_cache
@@ -114,6 +117,7 @@ def bench_step(
             profile_name,
             "--steps",
             str(steps),
+            *(["--whole-run"] if whole_run else []),
         ],
         capture_output=True,
         text=True,
@@ -211,6 +215,36 @@ def benchmark_folder(
     }
 
 
+def time_whole_runs(cells: Sequence[str], profile_name: str, before: Path | None) -> int:
+    """Print the wall time of one whole training run per ``REGIME:N`` cell, beside ``before``'s code when given.
+
+    Each run is a fresh process with the machine's cache (data and CLAP) and a
+    fresh run folder; the two codes alternate which goes first, cell by cell,
+    so that a drift in the machine's speed does not favour one of them.
+    """
+    print(f"whole training runs, profile {profile_name}: seconds from Study.train's call to its model")
+    total = {"now": 0.0, "before": 0.0}
+    for k, cell in enumerate(cells):
+        regime, _, n = cell.partition(":")
+        if not n.isdigit():
+            raise SystemExit(f"--whole-runs: {cell!r} is not REGIME:N (for example weak:2)")
+        codes = {"now": None, **({"before": before} if before else {})}
+        order = list(codes) if k % 2 == 0 else list(codes)[::-1]
+        got = {name: bench_step(regime, int(n), profile_name, 0, codes[name], whole_run=True) for name in order}
+        line = f"  {regime:5s} N={n}: now {got['now']['seconds']:6.0f} s ({got['now']['budget_steps']} steps budget)"
+        if before:
+            b = got["before"]
+            line += f" | before {b['seconds']:6.0f} s ({b['budget_steps']} steps)  now/before {got['now']['seconds'] / b['seconds']:.2f}"
+        for name, r in got.items():
+            total[name] += r["seconds"]
+        print(line, flush=True)
+    if before:
+        print(
+            f"  all: now {total['now']:.0f} s, before {total['before']:.0f} s, now/before {total['now'] / total['before']:.2f}"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m weaksep.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="quick")
@@ -222,7 +256,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="COMMIT",
         help="also time the training step of this earlier commit, side by side",
     )
+    ap.add_argument(
+        "--whole-runs",
+        nargs="+",
+        metavar="REGIME:N",
+        help="only time whole training runs (e.g. weak:2), each beside --before's, alternating which goes first",
+    )
     args = ap.parse_args(argv)
+    if args.whole_runs:
+        return time_whole_runs(args.whole_runs, args.profile, checkout_of(args.before) if args.before else None)
 
     print(
         f"weaksep bench, profile {args.profile}, torch {torch.__version__}, {torch.get_num_threads()} threads; "

@@ -7,6 +7,10 @@ matrix product measured in the same process just before, and the step's
 achieved FLOP/s as a share of it: a figure that does not move with how busy
 the machine is, as s/step does.
 
+``--whole-run`` times instead one whole training run as the study makes it
+(``Study.train`` into a fresh folder, with that code's own step budget,
+validation and stopping), wall seconds from the call to the returned model.
+
 It is run as a file, not a module, so that ``make bench`` can point
 ``PYTHONPATH`` at a checkout of an earlier commit and time that code's step
 beside this one's (the "before" of an optimisation). It therefore speaks to
@@ -112,6 +116,24 @@ def measure(profile_name: str, regime: str, n_sources: int, steps: int) -> dict[
     }
 
 
+def whole_run(profile_name: str, regime: str, n_sources: int) -> dict[str, float]:
+    """Wall seconds of one whole training run of the checkout on PYTHONPATH, made as its study makes it."""
+    import tempfile
+
+    from weaksep.study import Study
+
+    study = Study(profile_name, progress=False)
+    if not study.default_clap_path().exists():  # pretraining a CLAP is not part of a run's cost
+        raise SystemExit(f"no pretrained CLAP at {study.default_clap_path()}: run notebook 00 of {profile_name} first")
+    study.clap()
+    study.clips("train")
+    with tempfile.TemporaryDirectory(prefix="weaksep-bench-run-") as out:
+        start = time.perf_counter()
+        study.train(regime, n_sources, out_dir=out)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "budget_steps": study.profile.steps, "matmul_gflops": matmul_gflops()}
+
+
 def profiler_table(profile_name: str, regime: str, n_sources: int, steps: int = 3, rows: int = 25) -> str:
     """A ``torch.profiler`` table (CPU time by operator) of ``steps`` training steps after 2 warm-up steps."""
     from torch.profiler import ProfilerActivity, profile
@@ -132,10 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--profiler", action="store_true", help="print a torch.profiler table of 3 steps instead")
+    ap.add_argument("--whole-run", action="store_true", help="time one whole training run instead (JSON: seconds)")
     ap.add_argument("--flush-denormal", action="store_true", help="flush denormal floats to zero (a lever measured)")
     args = ap.parse_args(argv)
     if args.flush_denormal:
         torch.set_flush_denormal(True)
+    if args.whole_run:
+        print(json.dumps(whole_run(args.profile, args.regime, args.n_sources)))
+        return 0
     if args.profiler:
         print(profiler_table(args.profile, args.regime, args.n_sources))
         return 0
