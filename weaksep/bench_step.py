@@ -131,7 +131,7 @@ def whole_run(profile_name: str, regime: str, n_sources: int) -> dict[str, float
         start = time.perf_counter()
         study.train(regime, n_sources, out_dir=out)
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "budget_steps": study.profile.steps, "matmul_gflops": matmul_gflops()}
+    return {"seconds": seconds, "budget_steps": study.profile.steps}
 
 
 def profiler_table(profile_name: str, regime: str, n_sources: int, steps: int = 3, rows: int = 25) -> str:
