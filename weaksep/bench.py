@@ -223,12 +223,12 @@ def time_whole_runs(cells: Sequence[str], profile_name: str, before: Path | None
     so that a drift in the machine's speed does not favour one of them.
     """
     print(f"whole training runs, profile {profile_name}: seconds from Study.train's call to its model")
-    total = {"now": 0.0, "before": 0.0}
+    codes = {"now": None, **({"before": before} if before else {})}
+    total = dict.fromkeys(codes, 0.0)
     for k, cell in enumerate(cells):
         regime, _, n = cell.partition(":")
         if not n.isdigit():
             raise SystemExit(f"--whole-runs: {cell!r} is not REGIME:N (for example weak:2)")
-        codes = {"now": None, **({"before": before} if before else {})}
         order = list(codes) if k % 2 == 0 else list(codes)[::-1]
         got = {name: bench_step(regime, int(n), profile_name, 0, codes[name], whole_run=True) for name in order}
         line = f"  {regime:5s} N={n}: now {got['now']['seconds']:6.0f} s ({got['now']['budget_steps']} steps budget)"
