@@ -300,3 +300,26 @@ def test_the_converged_profile_is_quick_trained_longer_with_its_decay_before_the
     assert decay_validated <= (1 - LAST_SHARE) * converged["steps"]
     assert decay_validated <= converged["min_steps_fraction"] * converged["steps"]
     assert len(converged["seeds"]) >= 3 and converged["steps"] >= 4 * quick["steps"]
+
+
+def test_stopping_lists_every_run_of_a_table_for_every_seed(tmp_path):
+    """The table's stopping record reads each exported run's selection.json, seed 0 and the others alike."""
+    import json
+
+    from weaksep.notebook import stopping
+    from weaksep.study import Study
+
+    study = Study("smoke", data_root=tmp_path / "cache", results_dir=tmp_path / "results", progress=False)
+    config = {"runs": {"weak": {"regime": "weak"}, "sup@5%": {"regime": "sup"}}, "seeds": [0, 2], "n_sources": 3}
+    (study.results / "configs").mkdir(parents=True)
+    (study.results / "configs" / "t.json").write_text(json.dumps(config))
+    for export, stop in (("weak_n3", 800), ("weak_n3_s2", 600), ("sup_at_5pct_n3", 400)):  # sup@5% seed 2 kept none
+        (study.results / "runs" / export).mkdir(parents=True)
+        selection = {"best_step": stop - 200, "stop_step": stop, "plateaued": stop < 800}
+        (study.results / "runs" / export / "selection.json").write_text(json.dumps(selection))
+    table = stopping(study, "t")
+    assert table.index.tolist() == [("weak", 0), ("weak", 2), ("sup@5%", 0)]
+    assert table["stop_step"].tolist() == [800, 600, 400]
+    assert table["plateaued"].tolist() == [False, True, True]
+    with pytest.raises(FileNotFoundError, match="no_such_table"):
+        stopping(study, "no_such_table")

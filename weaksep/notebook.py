@@ -7,6 +7,7 @@ Kept here, not in the notebooks, so that notebooks only orchestrate and
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,14 +124,26 @@ def train_and_evaluate(
     return summary, rows, first
 
 
-def stopping(study: Study, paths: dict[str, Path]) -> pd.DataFrame:
-    """Where each run stopped, which validation checkpoint it uses and whether it plateaued."""
+def stopping(study: Study, name: str) -> pd.DataFrame:
+    """Where every run of the table ``name`` stopped, for every seed: its best validation step and
+    SDR, the step it stopped at and whether it plateaued, one row per (run, seed).
+
+    Read from the table's config (``results/configs/<name>.json``: runs, seeds, N, corpus) and the
+    ``selection.json`` that :func:`train_and_evaluate` exported for each run into ``results/runs``.
+    Runs that kept no validation record are left out.
+    """
+    config_path = study.results / "configs" / f"{name}.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} does not exist: run train_and_evaluate for table {name!r} first")
+    config = json.loads(config_path.read_text())
     rows = []
-    for label, path in paths.items():
-        selection = study.selection(path)
-        if selection is not None:
-            rows.append({"run": label, **selection})
-    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+    for label in config["runs"]:
+        for seed in config["seeds"]:
+            export = _export_name(label, config["n_sources"], seed, config.get("corpus", "instruments"))
+            selection = study.selection(study.results / "models" / f"{export}.pt")
+            if selection is not None:
+                rows.append({"run": label, "seed": seed, **selection})
+    return pd.DataFrame(rows).set_index(["run", "seed"]) if rows else pd.DataFrame()
 
 
 def headline(
