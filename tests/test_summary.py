@@ -275,3 +275,12 @@ def test_plot_spectrograms_and_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match="no finite 'sar' rows"):
         plots.plot_sdr_by_regime(_tables()["two_source"], tmp_path / "b.png", metric="sar")
     assert plots.regime_label("sup", 0.05) == "sup@5%" and plots.regime_label("sup", 1.0) == "sup"
+
+
+def test_bars_say_how_many_seeds_each_n_rests_on() -> None:
+    """A study under way mixes three-seed and one-seed tables in one figure: each N's tick says which."""
+    rows = pd.DataFrame({"n_sources": [2, 2, 3, 3], "n_seeds": [3, 3, 1, 3]})
+    assert plots._seeds_note(rows[rows["n_sources"] == 2]) == "\n3 seeds"
+    assert plots._seeds_note(rows[rows["n_sources"] == 3]) == "\n1-3 seeds"
+    assert plots._seeds_note(pd.DataFrame({"n_seeds": [1]})) == "\n1 seed"
+    assert plots._seeds_note(pd.DataFrame({"n_sources": [2]})) == ""  # tables written before n_seeds

@@ -82,6 +82,16 @@ def _read_tables(table_csvs: Any) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _seeds_note(rows: pd.DataFrame) -> str:
+    """A second tick line, "3 seeds", under an N whose bars all rest on that many seeds ("1-3 seeds"
+    when they differ: a study under way mixes one-seed and three-seed tables); empty without ``n_seeds``."""
+    if "n_seeds" not in rows.columns or rows["n_seeds"].isna().all():
+        return ""
+    low, high = int(rows["n_seeds"].min()), int(rows["n_seeds"].max())
+    count = str(low) if low == high else f"{low}-{high}"
+    return f"\n{count} seed{'s' if high > 1 else ''}"
+
+
 def plot_sdr_by_regime(table_csvs: Any, out_png: str | Path, metric: str = "sdr") -> Path:
     """Bars of the mean ``metric`` with 95 % CI error bars, by N (x) and regime (colour).
 
@@ -113,7 +123,7 @@ def plot_sdr_by_regime(table_csvs: Any, out_png: str | Path, metric: str = "sdr"
             sub = df[df["label"] == label].groupby("n_sources").first().reindex(ns)
             x = np.arange(len(ns)) + (j - (len(order) - 1) / 2) * width
             ax.bar(x, sub["mean"], width, yerr=_yerr(sub), capsize=3, label=label, color=colours[label])
-        ax.set_xticks(np.arange(len(ns)), [f"N = {n}" for n in ns])
+        ax.set_xticks(np.arange(len(ns)), [f"N = {n}{_seeds_note(df[df['n_sources'] == n])}" for n in ns])
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_ylabel(f"mean {METRIC_LABELS.get(metric, metric)}")
         profiles = ", ".join(sorted(set(df["profile"].astype(str))))
