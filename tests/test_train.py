@@ -317,7 +317,11 @@ def test_stopping_lists_every_run_of_a_table_for_every_seed(tmp_path):
         (study.results / "runs" / export).mkdir(parents=True)
         selection = {"best_step": stop - 200, "stop_step": stop, "plateaued": stop < 800}
         (study.results / "runs" / export / "selection.json").write_text(json.dumps(selection))
+    # What a run cost is the sum of its log's per-step seconds (validations included); no log: NaN.
+    (study.results / "runs" / "weak_n3" / "log.csv").write_text("step,loss_total,seconds\n0,1.0,30.0\n1,0.9,90.0\n")
     table = stopping(study, "t")
+    assert table["train_minutes"].iloc[0] == pytest.approx(2.0)
+    assert table["train_minutes"].iloc[1:].isna().all()
     assert table.index.tolist() == [("weak", 0), ("weak", 2), ("sup@5%", 0)]
     assert table["stop_step"].tolist() == [800, 600, 400]
     assert table["plateaued"].tolist() == [False, True, True]

@@ -124,13 +124,20 @@ def train_and_evaluate(
     return summary, rows, first
 
 
+def _train_minutes(study: Study, model: Path) -> float:
+    log = study.run_files(model) / "log.csv"
+    return float(pd.read_csv(log)["seconds"].sum()) / 60 if log.is_file() else float("nan")
+
+
 def stopping(study: Study, name: str) -> pd.DataFrame:
     """Where every run of the table ``name`` stopped, for every seed: its best validation step and
-    SDR, the step it stopped at and whether it plateaued, one row per (run, seed).
+    SDR, the step it stopped at, whether it plateaued and what its training cost, one row per (run, seed).
 
     Read from the table's config (``results/configs/<name>.json``: runs, seeds, N, corpus) and the
     ``selection.json`` that :func:`train_and_evaluate` exported for each run into ``results/runs``.
-    Runs that kept no validation record are left out.
+    ``train_minutes`` is the wall time of its training steps and validations (the sum of the
+    ``seconds`` column of the run's ``log.csv``; NaN when the run kept no log), on the machine that
+    trained it. Runs that kept no validation record are left out.
     """
     config_path = study.results / "configs" / f"{name}.json"
     if not config_path.is_file():
@@ -140,9 +147,10 @@ def stopping(study: Study, name: str) -> pd.DataFrame:
     for label in config["runs"]:
         for seed in config["seeds"]:
             export = _export_name(label, config["n_sources"], seed, config.get("corpus", "instruments"))
-            selection = study.selection(study.results / "models" / f"{export}.pt")
+            model = study.results / "models" / f"{export}.pt"
+            selection = study.selection(model)
             if selection is not None:
-                rows.append({"run": label, "seed": seed, **selection})
+                rows.append({"run": label, "seed": seed, **selection, "train_minutes": _train_minutes(study, model)})
     return pd.DataFrame(rows).set_index(["run", "seed"]) if rows else pd.DataFrame()
 
 
