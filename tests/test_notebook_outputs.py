@@ -64,6 +64,8 @@ def test_clap_card_and_summary():
     assert summary["verdict"].isin(["reproduced", "not reproduced", "inconclusive", "not comparable"]).all()
     judged = summary[summary["verdict"] != "not comparable"]
     assert len(judged) and (judged["ci_low"] <= judged["ours"]).all() and (judged["ours"] <= judged["ci_high"]).all()
+    # every claim that ran, comparable or not, has its dB difference inside its interval
+    assert (summary["diff_low"] <= summary["diff_db"]).all() and (summary["diff_db"] <= summary["diff_high"]).all()
     assert (RESULTS / "08_caption_parser.csv").exists()
 
 

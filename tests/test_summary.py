@@ -127,6 +127,12 @@ def test_compare_to_paper_known_numbers() -> None:
     assert r["sentence"].startswith("Reproduced: weak beats unsup by 60.0 %") and "paper 71.0 %" in r["sentence"]
     assert sdr.loc["weak_vs_unsup_n3", "ours"] == pytest.approx(25.0)
     assert sdr.loc["weak_vs_unsup_n3", "verdict"] == "not reproduced"
+    # every claim also gives the plain dB difference, with an interval around it, in its row and sentence
+    r = sdr.loc["weak_vs_unsup_n3"]
+    assert r["diff_db"] == pytest.approx(1.0) and r["diff_low"] <= 1.0 <= r["diff_high"]
+    assert "difference +1.00 dB [" in r["sentence"]
+    assert sdr.loc["weak_vs_unsup_n4", "diff_db"] == pytest.approx(3.0)
+    assert sdr.loc["weak_share_of_sup_n2", "diff_db"] == pytest.approx(8.0 - 8.2)
     r = sdr.loc["weak_vs_unsup_n4"]
     assert np.isnan(r["ours"]) and r["verdict"] == "not comparable" and "+3.00 dB" in r["sentence"]
     assert sdr.loc["weak_share_of_sup_n2", "ours"] == pytest.approx(8 / 8.2 * 100)
