@@ -1,4 +1,5 @@
-"""An executed notebook keeps each progress bar at its last redraw, and nothing else changes."""
+"""An executed notebook keeps each progress bar at its last redraw and no path of the machine,
+and nothing else changes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from weaksep.collapse_progress import collapse_progress, main
+from weaksep.paths import REPO_ROOT
 
 
 def _executed_notebook(path):
@@ -43,3 +45,16 @@ def test_a_file_that_is_not_a_notebook_is_named_and_left_as_it_was(tmp_path):
         main([str(path)])
     assert path.read_text() == "profile,sdr\n"
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_warning_names_its_file_under_the_checkout_as_repo(tmp_path):
+    warning = f"{REPO_ROOT}/weaksep/clap/pretrain.py:125: UserWarning: Converting a tensor\n"
+    error = new_output("error", ename="ValueError", evalue="bad", traceback=[f"File {REPO_ROOT}/weaksep/x.py"])
+    cell = new_code_cell("study.train()", outputs=[new_output("stream", name="stderr", text=warning), error])
+    path = tmp_path / "07_ablations.ipynb"
+    nbformat.write(new_notebook(cells=[cell]), path)
+    collapse_progress(path)
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert outputs[0].text == "<repo>/weaksep/clap/pretrain.py:125: UserWarning: Converting a tensor\n"
+    assert outputs[1].traceback == ["File <repo>/weaksep/x.py"]
+    assert str(REPO_ROOT) not in path.read_text()

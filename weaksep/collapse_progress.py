@@ -1,10 +1,13 @@
-"""Keep, of each progress bar in an executed notebook, only what a terminal would show.
+"""Keep, of each progress bar in an executed notebook, only what a terminal would show, and
+no path of the machine that ran it.
 
 A text progress bar redraws itself by writing a carriage return and the new bar. The
 notebook keeps every redraw: about 0.9 MB per training notebook, because the training
 bar's loss redraws it at every step. nbconvert's CoalesceStreamsPreprocessor merges a
 cell's consecutive stream outputs and drops the text that a carriage return overwrites;
-``make reproduce`` runs it on each notebook that papermill executes.
+``make reproduce`` runs it on each notebook that papermill executes. A Python warning
+names the file that raised it with its absolute path; the checkout's path is written
+``<repo>`` instead, as :func:`weaksep.paths.portable_path` writes it in every result.
 
     python -m weaksep.collapse_progress results/notebooks/01_two_source.ipynb ...
 """
@@ -19,10 +22,22 @@ import nbformat
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from .io import atomic_write_text
+from .paths import REPO_ROOT
+
+
+def _without_machine_paths(notebook: nbformat.NotebookNode, root: Path = REPO_ROOT) -> None:
+    """Write ``root`` as ``<repo>`` in every stream and error output of ``notebook``, in place."""
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                output["text"] = output["text"].replace(str(root), "<repo>")
+            elif output.get("output_type") == "error":
+                output["traceback"] = [line.replace(str(root), "<repo>") for line in output["traceback"]]
 
 
 def collapse_progress(path: str | Path) -> tuple[int, int]:
-    """Rewrite the notebook at ``path`` with each progress bar at its last redraw.
+    """Rewrite the notebook at ``path`` with each progress bar at its last redraw and the
+    checkout's path written ``<repo>``.
 
     Returns the file's size in bytes before and after. The file is replaced
     atomically, so an interrupted call leaves the notebook as it was.
@@ -34,6 +49,7 @@ def collapse_progress(path: str | Path) -> tuple[int, int]:
         raise ValueError(f"{path}: not a Jupyter notebook ({error})") from error
     before = path.stat().st_size
     notebook, _ = CoalesceStreamsPreprocessor().preprocess(notebook, {})
+    _without_machine_paths(notebook)
     atomic_write_text(path, nbformat.writes(notebook) + "\n")
     return before, path.stat().st_size
 
