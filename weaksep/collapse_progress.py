@@ -25,14 +25,15 @@ from .io import atomic_write_text
 from .paths import REPO_ROOT
 
 
-def _without_machine_paths(notebook: nbformat.NotebookNode, root: Path = REPO_ROOT) -> None:
-    """Write ``root`` as ``<repo>`` in every stream and error output of ``notebook``, in place."""
+def _without_machine_paths(notebook: nbformat.NotebookNode) -> None:
+    """Write the checkout's path as ``<repo>`` in every stream and error output of ``notebook``, in place."""
+    root = str(REPO_ROOT)
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
-                output["text"] = output["text"].replace(str(root), "<repo>")
+                output["text"] = output["text"].replace(root, "<repo>")
             elif output.get("output_type") == "error":
-                output["traceback"] = [line.replace(str(root), "<repo>") for line in output["traceback"]]
+                output["traceback"] = [line.replace(root, "<repo>") for line in output["traceback"]]
 
 
 def collapse_progress(path: str | Path) -> tuple[int, int]:
