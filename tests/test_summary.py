@@ -290,3 +290,24 @@ def test_bars_say_how_many_seeds_each_n_rests_on() -> None:
     assert plots._seeds_note(rows[rows["n_sources"] == 3]) == "\n1-3 seeds"
     assert plots._seeds_note(pd.DataFrame({"n_seeds": [1]})) == "\n1 seed"
     assert plots._seeds_note(pd.DataFrame({"n_sources": [2]})) == ""  # tables written before n_seeds
+
+
+def test_training_cost_sums_each_seeds_logs_and_the_summary_says_it(tmp_path) -> None:
+    """Minutes per seed from runs/<run>/log.csv; a folder without config.json (a grid of runs) is not a run."""
+    import json
+
+    for run, seed, seconds in (("weak_n2", 0, [60.0, 120.0]), ("sup_n2", 0, [30.0]), ("weak_n2_s1", 1, [90.0, 90.0])):
+        (tmp_path / "runs" / run).mkdir(parents=True)
+        (tmp_path / "runs" / run / "config.json").write_text(json.dumps({"seed": seed}))
+        pd.DataFrame({"step": range(len(seconds)), "seconds": seconds}).to_csv(tmp_path / "runs" / run / "log.csv")
+    (tmp_path / "runs" / "unsup_n2_s1").mkdir()  # trained before logs kept time: counted, adds nothing
+    (tmp_path / "runs" / "unsup_n2_s1" / "config.json").write_text(json.dumps({"seed": 1}))
+    (tmp_path / "runs" / "lr_grid" / "weak_n2_lr3e-3").mkdir(parents=True)
+
+    cost = summary.training_cost(tmp_path).set_index("seed")
+    assert cost["runs"].to_dict() == {0: 2, 1: 2}
+    assert cost["minutes"].to_dict() == pytest.approx({0: 3.5, 1: 3.0})
+    assert np.isnan(summary.log_minutes(tmp_path / "runs" / "unsup_n2_s1"))
+    md = summary.summary_markdown(tmp_path)
+    assert "## What the runs cost" in md and "4 runs, 6 min (0.1 h) in all" in md
+    assert summary.training_cost(tmp_path / "nothing").empty

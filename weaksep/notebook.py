@@ -20,6 +20,7 @@ from .paths import portable_path
 from .plots import plot_sdr_by_regime, plot_spectrograms, plot_training_curves
 from .runs import run_label
 from .study import Study
+from .summary import log_minutes
 
 # tqdm.auto falls back to a text bar without ipywidgets, and says so with the path of the
 # virtual environment: a machine path in every executed notebook of results/.
@@ -124,11 +125,6 @@ def train_and_evaluate(
     return summary, rows, first
 
 
-def _train_minutes(study: Study, model: Path) -> float:
-    log = study.run_files(model) / "log.csv"
-    return float(pd.read_csv(log)["seconds"].sum()) / 60 if log.is_file() else float("nan")
-
-
 def stopping(study: Study, name: str) -> pd.DataFrame:
     """Where every run of the table ``name`` stopped, for every seed: its best validation step and
     SDR, the step it stopped at, whether it plateaued and what its training cost, one row per (run, seed).
@@ -150,7 +146,9 @@ def stopping(study: Study, name: str) -> pd.DataFrame:
             model = study.results / "models" / f"{export}.pt"
             selection = study.selection(model)
             if selection is not None:
-                rows.append({"run": label, "seed": seed, **selection, "train_minutes": _train_minutes(study, model)})
+                rows.append(
+                    {"run": label, "seed": seed, **selection, "train_minutes": log_minutes(study.run_files(model))}
+                )
     return pd.DataFrame(rows).set_index(["run", "seed"]) if rows else pd.DataFrame()
 
 

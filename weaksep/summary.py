@@ -31,6 +31,7 @@ short of it, and "inconclusive" otherwise.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,29 @@ def sdr_overview(tables: Mapping[str, pd.DataFrame] | str | Path) -> pd.DataFram
     return df.reset_index(drop=True)
 
 
+def log_minutes(run_dir: str | Path) -> float:
+    """Wall time of a run's training steps and validations, in minutes: the sum of the ``seconds``
+    column of ``<run_dir>/log.csv``, on the machine that trained it; NaN when the run kept no log."""
+    log = Path(run_dir) / "log.csv"
+    return float(pd.read_csv(log)["seconds"].sum()) / 60 if log.is_file() else float("nan")
+
+
+def training_cost(results_dir: str | Path) -> pd.DataFrame:
+    """What the runs of ``results_dir/runs/<run>/`` (those with a ``config.json``) cost to train, per seed.
+
+    Returns columns ``seed, runs, minutes`` (:func:`log_minutes` summed; runs without a log count
+    in ``runs`` but add nothing), one row per seed, empty when there are no runs.
+    """
+    rows = [
+        {"seed": int(json.loads(config.read_text()).get("seed", 0)), "minutes": log_minutes(config.parent)}
+        for config in Path(results_dir, "runs").glob("*/config.json")
+    ]
+    if not rows:
+        return pd.DataFrame(columns=["seed", "runs", "minutes"])
+    df = pd.DataFrame(rows)
+    return df.groupby("seed").agg(runs=("minutes", "size"), minutes=("minutes", "sum")).reset_index()
+
+
 def _difference_cells(claims: pd.DataFrame) -> list[str]:
     """``diff_db [diff_low, diff_high]`` of each claim row, blank where it was not run."""
     return [
@@ -426,6 +450,18 @@ def summary_markdown(results_dir: str | Path, ablations: Sequence[Path] | None =
         "",
         to_markdown(overview) if len(overview) else "No result table yet.\n",
     ]
+    cost = training_cost(results_dir)
+    if len(cost):
+        total = cost[["runs", "minutes"]].sum()
+        lines += [
+            "## What the runs cost",
+            "",
+            "Training steps and validations, summed from each run's `runs/<run>/log.csv` on the machine that "
+            f"trained it (evaluation not included): {int(total['runs'])} runs, {total['minutes']:.0f} min "
+            f"({total['minutes'] / 60:.1f} h) in all.",
+            "",
+            to_markdown(cost, digits=0),
+        ]
     if ablations:
         lines += ["## Ablations (notebook 07)", ""]
         lines += [f"- [{p.stem}]({p.name}), figure [figures/{p.stem}.png](figures/{p.stem}.png)" for p in ablations]
