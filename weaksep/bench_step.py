@@ -62,6 +62,8 @@ def _step_function(profile_name: str, regime: str, n_sources: int):
         from weaksep.train import build_separator, make_optimizer
 
         cfg = RunConfig(regime=regime, n_sources=n_sources, profile=p.to_dict(), steps=100, label_fraction=fraction)
+        if hasattr(p, "contrastive_group"):  # the candidate set of the profile, where the code has one
+            cfg.contrastive_group = p.contrastive_group
         model = build_separator(cfg, p, clap, clips)
         opt = make_optimizer(model, cfg, p, torch.device("cpu"))
         if study.default_clap_path().exists():  # as a run of the study does (never pretrain a CLAP here)

@@ -231,6 +231,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="labelled share of training clips (sup default 1, semi default the profile's)",
     )
     p.add_argument("--contrastive-weight", type=float, default=None, help="weight of the contrastive term (paper 0.5)")
+    p.add_argument(
+        "--contrastive-group",
+        type=int,
+        default=None,
+        help="weak/semi: examples whose entities are the candidates of one contrastive group "
+        "(default: the profile's, the authors' 2; 1: only the estimate's own sub-mixture)",
+    )
     p.add_argument("--no-consistency", action="store_true", help="weak/semi: leave out the consistency term (ablation)")
     p.add_argument("--no-contrastive", action="store_true", help="weak/semi: leave out the contrastive term (ablation)")
     p.add_argument(
@@ -282,6 +289,7 @@ def _run_train(args: argparse.Namespace) -> int:
             "steps": args.steps,
             "label_fraction": args.label_fraction,
             "contrastive_weight": args.contrastive_weight,
+            "contrastive_group": args.contrastive_group,
             "lr": args.lr,
             "mixture_text": args.mixture_text,
             "sup_input": args.sup_input,

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .clap import ClapBackend
 from .data import ClipSet, MixBatch, MixtureSampler, labelled_subset
-from .losses import bimodal_contrastive_loss, consistency_loss, mix_and_separate_loss, supervised_loss
+from .losses import consistency_loss, grouped_contrastive_loss, mix_and_separate_loss, supervised_loss
 from .model import Separator
 from .profiles import Profile
 from .runs import RunConfig
@@ -182,10 +182,12 @@ def weak_terms(
         wav = core.estimates(masks[:, 2:], spec, batch.mixture.shape[-1])  # (B, 2N, T)
         audio_emb = clap.embed_audio(wav.reshape(-1, wav.shape[-1]).float(), sample_rate)
         entity_emb = clap.embed_text([e for ents in batch.entities for sub in ents for e in sub])
-        terms["loss_contrastive"] = bimodal_contrastive_loss(
-            audio_emb.reshape(-1, n, audio_emb.shape[-1]),
-            entity_emb.to(audio_emb.device).reshape(-1, n, audio_emb.shape[-1]),
+        shape = (-1, 2, n, audio_emb.shape[-1])  # (B, 2 sub-mixtures, N entities, D)
+        terms["loss_contrastive"] = grouped_contrastive_loss(
+            audio_emb.reshape(shape),
+            entity_emb.to(audio_emb.device).reshape(shape),
             clap.logit_scale.to(audio_emb.device),
+            cfg.contrastive_group,
         )
     return terms
 

@@ -65,6 +65,9 @@ class Profile:
     plateau_db: float = 0.1  # plateaued: the last fifth of the steps raised the best validation SDR by less
     min_steps_fraction: float = 0.5  # never stop early before this share of the step budget
     seeds: tuple[int, ...] = (0,)  # seeds of every headline cell
+    # examples whose entities are the candidates of one contrastive group (weaksep.losses.grouped_contrastive_loss):
+    # the authors contrast every estimate of a sub-mixture slot on a GPU, their per-GPU batch of 2
+    contrastive_group: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **overrides: Any) -> Profile:

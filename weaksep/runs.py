@@ -3,7 +3,8 @@
 A :class:`RunConfig` holds everything that determines a run (regime, N, seed,
 steps, loss weights, the profile's settings, the CLAP) and is saved with it.
 Two runs are *the same run* when their identities agree (:meth:`RunConfig.identity`);
-the identity includes :func:`code_version`, a hash of the training code, so a
+the identity includes :data:`TRAINING_SEMANTICS`, the version of what the training
+code trains (kept in step with :func:`code_version`, a hash of that code, by a test), so a
 model trained by other code is never silently reused from a cache.
 """
 
@@ -21,6 +22,9 @@ from .clap import ClapBackend
 from .model import SeparatorConfig
 from .paths import REPO_ROOT
 from .profiles import Profile
+from .training_semantics import CONFIRMED_CODE, TRAINING_SEMANTICS
+
+__all__ = ["CONFIRMED_CODE", "TRAINING_SEMANTICS", "RunConfig", "code_version", "same_run"]
 
 REGIMES = ("unsup", "weak", "sup", "semi")
 MIXTURE_TEXTS = ("sentence", "entity_mean")
@@ -30,15 +34,21 @@ MIXTURE_TEXTS = ("sentence", "entity_mean")
 SUP_INPUTS = ("mixture", "mixture_of_mixtures")
 TEXT_NORMS = ("vocabulary", "batch")
 
-# The modules whose code decides what a trained model is. Their syntax trees
-# (comments, docstrings and formatting left out) are hashed into every run's identity.
+# The modules whose code decides what a trained model is. Their syntax trees (comments,
+# docstrings and formatting left out) are hashed by code_version(); a listed file that is missing
+# is an error, so that a move cannot silently drop it out of the hash.
 TRAINING_CODE = (
     "model.py",
     "losses.py",
     "objective.py",
     "train.py",
+    "validation.py",
+    "checkpoint.py",
+    "distrib.py",
     "runs.py",
+    "profiles.py",
     "text_norm.py",
+    "data/__init__.py",
     "data/mixtures.py",
     "data/corpus.py",
     "data/render.py",
@@ -46,6 +56,7 @@ TRAINING_CODE = (
     "data/classes.py",
     "data/captions.py",
     "data/manifest.py",
+    "clap/__init__.py",
     "clap/base.py",
     "clap/proxy.py",
     "clap/pretrain.py",
@@ -67,6 +78,10 @@ class RunConfig:
     reconstruction_weight: float = 5.0
     consistency: bool = True  # weak/semi: use the consistency term (ablations switch it off)
     contrastive: bool = True  # weak/semi: use the contrastive term
+    # weak/semi: how many examples' entities are the candidates of one contrastive group
+    # (weaksep.losses.grouped_contrastive_loss). 1 here: a config saved before the setting existed
+    # was trained with groups of one sub-mixture; a study passes its profile's (the authors' 2).
+    contrastive_group: int = 1
     clap: dict[str, Any] = field(default_factory=dict)  # backend, checkpoint, sha256
     corpus: str = "instruments"
     # unsup/weak/semi: the query of a sub-mixture is its caption encoded as a sentence
@@ -76,7 +91,7 @@ class RunConfig:
     text_norm: str = "vocabulary"  # see weaksep.text_norm
     lr: float | None = None  # None: the profile's
     data: str = "rendered"  # where the clips come from: "rendered" or a manifest folder's name and hash
-    code: str = ""  # code_version() of the code that trains it
+    code: str = ""  # TRAINING_SEMANTICS of the code that trains it
     # Provenance, not identity:
     version: str = ""
     commit: str = ""
@@ -92,12 +107,19 @@ class RunConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 1 <= self.n_sources <= 4:
             raise ValueError(f"n_sources must be 1..4, got {self.n_sources}")
+        if self.contrastive_group < 1:
+            raise ValueError(f"contrastive_group must be >= 1, got {self.contrastive_group}")
         if not 0 < self.label_fraction <= 1:
             raise ValueError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
 
     @property
     def learning_rate(self) -> float:
         return float(self.lr if self.lr is not None else self.profile["lr"])
+
+    @property
+    def uses_contrastive(self) -> bool:
+        """Whether the run trains the bi-modal contrastive term (weak or semi, term on, N > 1)."""
+        return self.regime in ("weak", "semi") and self.contrastive and self.n_sources > 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +130,11 @@ class RunConfig:
         for name in ("version", "commit", *ignore):
             d.pop(name, None)
         d.get("clap", {}).pop("checkpoint", None)  # where the CLAP file lies does not matter, its hash does
+        # The profile's contrastive group is copied into the run's own field; only that one decides a
+        # run, and only a run that trains the contrastive term: unsup and sup keep their identity.
+        d.get("profile", {}).pop("contrastive_group", None)
+        if not self.uses_contrastive:
+            d.pop("contrastive_group", None)
         return d
 
 
@@ -173,9 +200,10 @@ def code_version() -> str:
     pkg = REPO_ROOT / "weaksep"
     for name in TRAINING_CODE:
         path = pkg / name
-        if path.exists():
-            h.update(name.encode())
-            h.update(ast.dump(_strip_docstrings(ast.parse(path.read_text()))).encode())
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is listed in weaksep.runs.TRAINING_CODE but missing: update the list")
+        h.update(name.encode())
+        h.update(ast.dump(_strip_docstrings(ast.parse(path.read_text()))).encode())
     return h.hexdigest()[:12]
 
 

@@ -35,7 +35,7 @@ from .io import atomic_torch_save, atomic_write_text, safe_torch_load
 from .model import Separator
 from .paths import default_cache, default_results_dir, file_sha256, portable_path
 from .profiles import PROFILES, Profile, get_profile
-from .runs import RunConfig, code_version, git_commit, same_run
+from .runs import TRAINING_SEMANTICS, RunConfig, git_commit, same_run
 from .tables import save_table, summarise_table
 from .train import continue_from, train
 
@@ -309,9 +309,10 @@ class Study:
             label_fraction=label_fraction,
             contrastive_weight=overrides.pop("contrastive_weight", p.contrastive_weight),
             reconstruction_weight=overrides.pop("reconstruction_weight", p.reconstruction_weight),
+            contrastive_group=overrides.pop("contrastive_group", p.contrastive_group),
             clap=self.clap_info(),
             data=self.data_name(),
-            code=code_version(),
+            code=TRAINING_SEMANTICS,
             version=__version__,
             commit=git_commit(),
             **overrides,
