@@ -383,7 +383,7 @@ class _FakeStudy:
         self.profile, self.clap_backend, self.score = get_profile("smoke"), backend, score
         self.cache = self.results = tmp_path
         self.manifests, self.progress, self.clap_checkpoint = None, False, None
-        self.trained, self.written = [], {}
+        self.trained, self.written, self.exported = [], {}, []
 
     def train(self, regime, n_sources, seed=0, **overrides):
         name = f"{regime} n{n_sources} s{seed}" + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
@@ -414,6 +414,9 @@ class _FakeStudy:
                         }
                     )
         return pd.DataFrame(rows)
+
+    def export_run(self, model, name):
+        self.exported.append(name)
 
     def write_ablation(self, section, rows, reference=None, values=None, config=None):
         table = summarise_ablation(rows, section, self.profile.name, reference, values)
@@ -632,3 +635,28 @@ def test_the_sections_asked_for_come_in_notebook_order_and_unknown_ones_are_name
     assert check_sections(["unheard", "loss"]) == ("loss", "unheard")
     with pytest.raises(ValueError, match="unknown ablation section.*'lrs'.*design"):
         check_sections("design,lrs")
+
+
+def test_the_group_section_pairs_every_candidate_set_with_the_headline(tmp_path):
+    from weaksep.ablation_runs import contrastive_group_section
+    from weaksep.profiles import get_ablation_plan
+
+    plan = get_ablation_plan("quick", group_seeds=(0, 1))
+    groups = {"contrastive_group=1": 0.25, "contrastive_group=2": 1.0, "contrastive_group=8": 1.5}
+    study = _FakeStudy(tmp_path, lambda m: next((v for k, v in groups.items() if k in m), 0.0))
+    result = contrastive_group_section(study, plan)
+    sdr = result.table[result.table["metric"] == "sdr"].set_index(["n_sources", "setting"])
+    assert sorted(result.table["n_sources"].unique()) == [2, 3]
+    assert sdr.loc[(3, "group 1"), "paired_vs"] == "group 2 (headline)"
+    assert sdr.loc[(3, "group 1"), "paired_diff"] == pytest.approx(-0.75)
+    assert sdr.loc[(2, "group 8"), "paired_diff"] == pytest.approx(0.5)
+    assert sdr.loc[(2, "group 8"), "paired_n"] == 2 * 4 * 2  # seeds x mixtures x queries, paired
+    assert sdr.loc[(2, "unsup"), "paired_vs"] == ""  # beside, for scale
+    assert "weak n3 s1 contrastive_group=8" in study.trained
+    assert study.exported == ["weak_n2_group1", "weak_n2_group8", "weak_n3_group1", "weak_n3_group8"] + [
+        "weak_n2_group1_s1",
+        "weak_n2_group8_s1",
+        "weak_n3_group1_s1",
+        "weak_n3_group8_s1",
+    ]
+    assert study.written["group"][1]["headline_group"] == 2

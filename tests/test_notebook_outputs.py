@@ -89,6 +89,7 @@ ABLATIONS = {  # section -> settings every smoke run of 07_ablations must have w
     },
     "lr_test": {f"{regime} lr=0.001" for regime in ("unsup", "weak", "sup", "sup@25%", "semi@25%")},
     "unheard": {"unsup", "weak · CLAP merlin+timgm6mb", "weak · CLAP merlin", "clean · CLAP merlin"},
+    "group": {"unsup", "group 2 (headline)", "group 1"},
 }
 
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 # The sections of notebook 07, in its order. weight_test runs with weight (it tests weight's
 # choice) and lr_test with lr.
-SECTIONS = ("loss", "weight", "clap", "text", "fraction", "length", "design", "lr", "unheard")
+SECTIONS = ("loss", "weight", "clap", "text", "fraction", "length", "design", "lr", "unheard", "group")
 
 
 def check_sections(sections: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -444,3 +444,43 @@ def lr_test_section(study: Study, plan: AblationPlan, chosen: dict[str, float]) 
     config = {"chosen": chosen, "seeds": list(plan.lr_test_seeds), "sources": n, "split": "test"}
     table = _write(study, "lr_test", rows, plan, config, reference=pairs, values=values)
     return SectionResult("lr_test", table, rows)
+
+
+def group_setting(size: int, headline: int) -> str:
+    """The setting name of a contrastive group size, e.g. ``group 8`` or ``group 2 (headline)``."""
+    return f"group {size}" + (" (headline)" if size == headline else "")
+
+
+def contrastive_group_section(study: Study, plan: AblationPlan) -> SectionResult:
+    """weak with the contrastive candidates of 1, 2, ... examples (``plan.group_sizes``) at each N
+    of ``plan.group_sources`` and seed of ``plan.group_seeds``, paired with the headline group size
+    (the profile's ``contrastive_group``) on the same test queries; ``unsup`` beside, for scale.
+
+    Group 1 is each estimate against the N entities of its own sub-mixture; the headline 2 is the
+    authors' per-GPU batch; a size at least the batch is the whole batch. Every run is exported
+    (``weak_n<N>_group<size>``) so that a fresh clone reuses it.
+    """
+    headline = study.profile.contrastive_group
+    sizes = list(dict.fromkeys([headline, *plan.group_sizes]))
+    parts, values = [], {}
+    for seed in plan.group_seeds:
+        for n in plan.group_sources:
+            runs = {"unsup": study.train("unsup", n, seed)}
+            for size in sizes:
+                path = study.train("weak", n, seed, contrastive_group=size)
+                runs[group_setting(size, headline)] = path
+                if size != headline:
+                    study.export_run(path, f"weak_n{n}_group{size}" + ("" if seed == 0 else f"_s{seed}"))
+                values[group_setting(size, headline)] = float(size)
+            parts.append(study.evaluate(runs, n, "test").assign(seed=seed))
+    rows = by_run(pd.concat(parts, ignore_index=True))
+    reference = {s: group_setting(headline, headline) for s in values if s != group_setting(headline, headline)}
+    config = {
+        "seeds": list(plan.group_seeds),
+        "sources": list(plan.group_sources),
+        "split": "test",
+        "headline_group": headline,
+        "batch_size": study.profile.batch_size,
+    }
+    table = _write(study, "group", rows, plan, config, reference=reference, values=values)
+    return SectionResult("group", table, rows)

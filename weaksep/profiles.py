@@ -247,6 +247,11 @@ class AblationPlan:
     # Debian ones where installed; weak with each at these N, against unsup
     unheard_soundfonts: tuple[tuple[str, ...], ...] = (("merlin",), ("merlin", "fluidr3", "musescore"))
     unheard_sources: tuple[int, ...] = (2, 3)
+    # the contrastive candidate set: examples per group (1: the own sub-mixture; the profile's is the
+    # headline, the authors' 2; 8: the whole quick batch), weak at these N, paired with the headline
+    group_sizes: tuple[int, ...] = (1, 2, 8)
+    group_sources: tuple[int, ...] = (2, 3)
+    group_seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # lists from papermill or YAML become tuples
@@ -262,6 +267,8 @@ class AblationPlan:
         bad = [r for r in self.lr_regimes if r.split("@")[0] not in ("unsup", "weak", "sup", "semi")]
         if bad or any(lr <= 0 for lr in self.lrs):
             raise ValueError(f"lr grid needs positive rates and known regimes, got {self.lrs} and {bad}")
+        if not self.group_sizes or min(self.group_sizes) < 1:
+            raise ValueError(f"contrastive group sizes must be >= 1, got {self.group_sizes}")
         if self.length_factor < 1:
             raise ValueError(f"length_factor must be >= 1, got {self.length_factor}")
 
@@ -289,6 +296,8 @@ ABLATION_PLANS: dict[str, AblationPlan] = {
         unheard_soundfonts=(("merlin",),),
         unheard_sources=(2,),
         lr_test_seeds=(0,),
+        group_sizes=(1, 2),
+        group_sources=(2,),
     ),
     "quick": AblationPlan("quick"),
     "converged": AblationPlan("converged"),
