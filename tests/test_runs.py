@@ -37,7 +37,7 @@ def test_committed_unsup_and_sup_runs_keep_their_identity(run):
 
 
 def test_a_saved_weak_config_without_the_setting_was_trained_with_groups_of_one():
-    saved = json.loads((CONVERGED_RUNS / "weak_n2" / "config.json").read_text())
+    saved = json.loads((CONVERGED_RUNS / "weak_n2_group1" / "config.json").read_text())
     legacy = {k: v for k, v in saved.items() if k != "contrastive_group"}
     assert same_run(legacy, _today(saved, contrastive_group=1))
     assert not same_run(legacy, _today(saved))  # the profiles' default, the authors' 2: trained again
@@ -45,6 +45,6 @@ def test_a_saved_weak_config_without_the_setting_was_trained_with_groups_of_one(
 
 
 def test_contrastive_group_must_be_positive():
-    saved = json.loads((CONVERGED_RUNS / "weak_n2" / "config.json").read_text())
+    saved = json.loads((CONVERGED_RUNS / "weak_n2_group1" / "config.json").read_text())
     with pytest.raises(ValueError, match="contrastive_group"):
         _today(saved, contrastive_group=0)
