@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -181,40 +182,26 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ddp_with_gloo_on_two_processes(smoke_study, tmp_path):
-    """torchrun's environment, two CPU processes: the run finishes with identical replicas
-    (the loop checks it) and its loss falls like a single-process run's."""
+def _torchrun_train(study, out, *args):
+    """``weaksep train`` at the smoke profile under torchrun, two gloo processes; a hung collective
+    fails after 120 s instead of the default hour."""
     env = {
         **os.environ,
-        "WEAKSEP_CACHE": str(smoke_study.cache),
-        "WEAKSEP_RESULTS": str(smoke_study.results),
+        "WEAKSEP_CACHE": str(study.cache),
+        "WEAKSEP_RESULTS": str(study.results),
+        "WEAKSEP_DIST_TIMEOUT_S": "120",
         "OMP_NUM_THREADS": "1",
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "weaksep.train",
-        "--regime",
-        "unsup",
-        "--sources",
-        "2",
-        "--profile",
-        "smoke",
-        "--steps",
-        "40",
-        "--out",
-        str(tmp_path / "ddp"),
-        "--clap-checkpoint",
-        str(smoke_study.clap_checkpoint),
-        "--no-progress",
-    ]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--master_port", str(_free_port()), "-m", "weaksep", "train", "--profile", "smoke"]
+    cmd += ["--out", str(out), "--clap-checkpoint", str(study.clap_checkpoint), "--no-progress", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_ddp_with_gloo_on_two_processes(smoke_study, tmp_path):
+    """torchrun's environment, two CPU processes: the run finishes its budget with identical replicas
+    (the loop checks it) and its loss falls like a single-process run's."""
+    done = _torchrun_train(smoke_study, tmp_path / "ddp", "--regime", "unsup", "--sources", "2", "--steps", "40")
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = pd.read_csv(tmp_path / "ddp" / "log.csv")
     single = pd.read_csv(_run(smoke_study, "unsup", tmp_path / "single", steps=40).parent / "log.csv")
@@ -223,6 +210,20 @@ def test_ddp_with_gloo_on_two_processes(smoke_study, tmp_path):
         assert log["loss_total"].iloc[-10:].mean() < log["loss_total"].iloc[:10].mean()
     ratio = ddp["loss_total"].iloc[-10:].mean() / single["loss_total"].iloc[-10:].mean()
     assert 0.5 < ratio < 2.0, ratio
+
+
+def test_ddp_early_stop_ends_every_process_at_the_same_step(smoke_study, tmp_path):
+    """Validation on rank 0 finds a plateau (any rise counts under --plateau-db 1000) at the first
+    checkpoint past half the budget; every rank must leave the loop there. Before the stop was
+    shared, rank 0 left alone and the job hung in the next all-reduce until the group timed out."""
+    out = tmp_path / "stop"
+    args = ["--regime", "unsup", "--sources", "2", "--steps", "60", "--plateau-db", "1000"]
+    done = _torchrun_train(smoke_study, out, *args)
+    assert done.returncode == 0, done.stderr[-3000:]  # the loop's own replica check passed too
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["stopped_early"] and selection["stop_step"] == 30
+    assert len(pd.read_csv(out / "log.csv")) == 30
+    assert read_checkpoint(out / "model.pt")["step"] == 30
 
 
 def test_a_committed_model_with_the_same_run_config_is_used_not_trained(smoke_study, tmp_path, capsys):

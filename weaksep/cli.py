@@ -221,6 +221,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", type=int, default=None, help="step budget (default: the profile's)")
     p.add_argument(
+        "--plateau-db",
+        type=float,
+        default=None,
+        help="stop early once the last fifth of the steps raised the best validation SDR by less than "
+        "this (dB; default: the profile's, 0.1)",
+    )
+    p.add_argument(
         "--seed", type=int, default=0, help="seed of initialisation, batches and labelled subset (default 0)"
     )
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the profile's)")
@@ -316,6 +323,7 @@ def _run_train(args: argparse.Namespace) -> int:
             clap_checkpoint=args.clap_checkpoint,
             tokenizer_dir=args.tokenizer_dir,
             progress=not args.no_progress,
+            **({} if args.plateau_db is None else {"plateau_db": args.plateau_db}),
         )
         path = study.train(
             args.regime,

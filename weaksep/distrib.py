@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -29,7 +30,7 @@ def setup_runtime() -> Runtime:
     """CUDA when present, else CPU; a process group when started by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=process_group_timeout())
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     if torch.cuda.is_available():
@@ -39,6 +40,26 @@ def setup_runtime() -> Runtime:
     else:
         device = torch.device("cpu")
     return Runtime(device, rank, world)
+
+
+def process_group_timeout() -> timedelta:
+    """How long a collective may wait for the slowest process: ``$WEAKSEP_DIST_TIMEOUT_S`` seconds,
+    default 3600. The other ranks wait at the stop decision while rank 0 validates, so this must
+    exceed one validation (minutes at the paper profile); a hang then ends with an error, not never."""
+    return timedelta(seconds=float(os.environ.get("WEAKSEP_DIST_TIMEOUT_S", "3600")))
+
+
+def decision_of_main(flag: bool, rt: Runtime) -> bool:
+    """Rank 0's ``flag`` on every process (a broadcast; ``flag`` itself on one process).
+
+    Every rank must call it at the same step: a decision made on rank 0 alone (stop early) would
+    otherwise send it out of the loop while the others wait in the next gradient all-reduce.
+    """
+    if rt.world_size == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=rt.device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
 
 
 def wrap_model(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:

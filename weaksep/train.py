@@ -28,7 +28,7 @@ import torch
 from .checkpoint import read_checkpoint, save_checkpoint
 from .clap import ClapBackend
 from .data import ClipSet, Mixture
-from .distrib import check_replicas_agree, mean_over_processes, setup_runtime, wrap_model
+from .distrib import check_replicas_agree, decision_of_main, mean_over_processes, setup_runtime, wrap_model
 from .io import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from .model import Separator
 from .objective import LOSS_TERMS, BatchSource, training_losses
@@ -203,6 +203,7 @@ def train(
                 save_checkpoint(out / "snapshots" / f"step_{done_steps:07d}.pt", model, cfg.to_dict(), done_steps)
             if text_cache is not None:
                 clap.save_text_cache(text_cache)
+        stopped_early = decision_of_main(stopped_early, rt)  # every rank leaves the loop at the same step
         if stopped_early:
             end = done_steps
             break
