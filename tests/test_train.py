@@ -328,3 +328,38 @@ def test_stopping_lists_every_run_of_a_table_for_every_seed(tmp_path):
     assert table["plateaued"].tolist() == [False, True, True]
     with pytest.raises(FileNotFoundError, match="no_such_table"):
         stopping(study, "no_such_table")
+
+
+@pytest.mark.parametrize("regime", ["weak", "semi"])
+def test_accumulated_micro_batches_give_the_update_of_the_whole_batch(smoke_study, regime):
+    """Two micro-batches of 2 (one contrastive group each) against one batch of 4: the same loss and
+    gradients to float tolerance. BatchNorm in eval mode: in training mode it normalises each
+    micro-batch on its own, as each GPU's share under DDP, which no accumulation can undo."""
+    import copy
+
+    from weaksep.train import accumulated_backward, build_separator
+
+    study = smoke_study
+    prof = study.profile.replace(batch_size=8 if regime == "semi" else 4)
+    cfg = study.run_config(regime, 2, steps=5, contrastive_group=2)
+    batches = BatchSource(study.clips("train"), cfg, prof, prof.batch_size, 0).batch(0)
+    whole = build_separator(cfg, prof, study.clap(), study.clips("train")).eval()
+    parts = copy.deepcopy(whole)
+    t1 = accumulated_backward(whole, study.clap(), batches, cfg, prof.sample_rate, accumulate=1)
+    t2 = accumulated_backward(parts, study.clap(), batches, cfg, prof.sample_rate, accumulate=2)
+    assert "loss_contrastive" in t1
+    for k in t1:
+        assert torch.allclose(t1[k], t2[k], rtol=1e-5), k
+    for (name, a), b in zip(whole.named_parameters(), parts.parameters()):
+        if a.grad is not None:
+            # float sums in another order: equal to 1e-5 of the tensor's largest gradient
+            assert (a.grad - b.grad).abs().max() <= 1e-5 * a.grad.abs().max(), name
+    with pytest.raises(ValueError, match="whole contrastive groups"):
+        accumulated_backward(
+            parts,
+            study.clap(),
+            batches,
+            cfg.__class__(**{**cfg.to_dict(), "contrastive_group": 4}),
+            prof.sample_rate,
+            accumulate=2,
+        )

@@ -221,6 +221,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", type=int, default=None, help="step budget (default: the profile's)")
     p.add_argument(
+        "--accumulate",
+        type=int,
+        default=1,
+        metavar="K",
+        help="split every step's batch into K micro-batches and add their gradients: the paper's batch "
+        "on fewer or smaller GPUs (default 1)",
+    )
+    p.add_argument(
         "--plateau-db",
         type=float,
         default=None,
@@ -323,6 +331,7 @@ def _run_train(args: argparse.Namespace) -> int:
             clap_checkpoint=args.clap_checkpoint,
             tokenizer_dir=args.tokenizer_dir,
             progress=not args.no_progress,
+            accumulate=args.accumulate,
             **({} if args.plateau_db is None else {"plateau_db": args.plateau_db}),
         )
         path = study.train(

@@ -71,16 +71,6 @@ def wrap_model(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
     )
 
 
-def mean_over_processes(values: dict[str, float], rt: Runtime) -> dict[str, float]:
-    """The mean of each value over all processes (the values themselves on one process)."""
-    if rt.world_size == 1 or not values:
-        return values
-    keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], device=rt.device, dtype=torch.float64)
-    dist.all_reduce(t)
-    return {k: float(v) / rt.world_size for k, v in zip(keys, t)}
-
-
 def check_replicas_agree(model: torch.nn.Module) -> None:
     """Under DDP every process must end with the same weights (gradients were synchronised)."""
     local = torch.stack([p.detach().double().sum() for p in model.parameters()])

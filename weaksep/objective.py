@@ -46,13 +46,51 @@ class StepBatches:
 
 
 def _batch_to(batch: MixBatch, device: torch.device) -> MixBatch:
+    # non_blocking: a copy from pinned memory overlaps the previous step's kernels on a GPU
     return MixBatch(
-        mixture=batch.mixture.to(device),
-        submixtures=batch.submixtures.to(device),
+        mixture=batch.mixture.to(device, non_blocking=True),
+        submixtures=batch.submixtures.to(device, non_blocking=True),
         texts=batch.texts,
         entities=batch.entities,
-        sources=None if batch.sources is None else batch.sources.to(device),
+        sources=None if batch.sources is None else batch.sources.to(device, non_blocking=True),
     )
+
+
+def _batch_slice(batch: MixBatch, start: int, stop: int) -> MixBatch:
+    return MixBatch(
+        mixture=batch.mixture[start:stop],
+        submixtures=batch.submixtures[start:stop],
+        texts=batch.texts[start:stop],
+        entities=batch.entities[start:stop],
+        sources=None if batch.sources is None else batch.sources[start:stop],
+    )
+
+
+def micro_batches(batches: StepBatches, k: int, contrastive_group: int = 1) -> list[StepBatches]:
+    """``batches`` cut into ``k`` equal micro-batches along the example axis, for gradient accumulation.
+
+    Every part (weak, labelled) must split evenly, and a weak micro-batch must hold whole
+    contrastive groups, so that the mean of the k micro-batch losses is the loss of the whole batch.
+    """
+    out = [StepBatches() for _ in range(k)]
+    for part in ("weak", "labelled"):
+        batch = getattr(batches, part)
+        if batch is None:
+            continue
+        b = batch.mixture.shape[0]
+        if b % k:
+            raise ValueError(
+                f"gradient accumulation over {k} micro-batches needs a {part} batch divisible by {k}, got {b}"
+            )
+        size = b // k
+        if part == "weak" and k > 1 and size % min(contrastive_group, b):
+            raise ValueError(
+                f"a weak micro-batch of {size} examples cannot hold whole contrastive groups of "
+                f"{min(contrastive_group, b)}: accumulate over fewer micro-batches or change contrastive_group"
+            )
+        for j in range(k):
+            setattr(out[j], part, _batch_slice(batch, j * size, (j + 1) * size))
+    return out
 
 
 def first_submixtures(batch: MixBatch) -> MixBatch:
@@ -180,7 +218,10 @@ def weak_terms(
     if cfg.contrastive and n > 1:
         core: Separator = getattr(model, "module", model)
         wav = core.estimates(masks[:, 2:], spec, batch.mixture.shape[-1])  # (B, 2N, T)
-        audio_emb = clap.embed_audio(wav.reshape(-1, wav.shape[-1]).float(), sample_rate)
+        # The CLAP (resampler, front end, tower) in float32 even under the separator's bf16 autocast:
+        # validation and evaluation score with a float32 CLAP, and training must judge alike.
+        with torch.autocast(wav.device.type, enabled=False):
+            audio_emb = clap.embed_audio(wav.reshape(-1, wav.shape[-1]).float(), sample_rate)
         entity_emb = clap.embed_text([e for ents in batch.entities for sub in ents for e in sub])
         shape = (-1, 2, n, audio_emb.shape[-1])  # (B, 2 sub-mixtures, N entities, D)
         terms["loss_contrastive"] = grouped_contrastive_loss(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from . import __version__
 from .checkpoint import load_separator, read_checkpoint
@@ -75,6 +76,7 @@ class Study:
         manifests: str | Path | None = None,
         progress: bool = True,
         reuse_committed: bool = False,
+        accumulate: int = 1,
         **overrides: Any,
     ) -> None:
         if isinstance(profile, Profile):
@@ -94,6 +96,7 @@ class Study:
                     f"manifest folder {self.manifests} lacks {missing} (CSV files with a header 'path,label')"
                 )
         self.progress = progress
+        self.accumulate = accumulate  # micro-batches per step (weaksep.train.train); not part of a run's identity
         # Use models committed in results/models (and their CLAP) when their saved run config is
         # the one asked for: the notebooks then open in minutes on a fresh clone.
         self.reuse_committed = reuse_committed
@@ -414,6 +417,7 @@ class Study:
             progress=self.progress,
             snapshots=snapshots,
             text_cache=self.text_cache_path(),
+            accumulate=self.accumulate,
         )
 
     def _shorter_runs(self, cfg: RunConfig) -> list[Path]:
@@ -497,6 +501,9 @@ class Study:
         ``with_clean``, the clean sources as ``clean`` (CLAP columns only).
         """
         loaded = {label: load_separator(path) for label, path in runs.items()}
+        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        for model, _ in loaded.values():  # separate on the GPU where there is one; scores stay on the CPU
+            model.to(device)
         df = evaluate_separators(
             {k: m for k, (m, _) in loaded.items()},
             self.clap(),

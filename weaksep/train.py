@@ -28,14 +28,17 @@ import torch
 from .checkpoint import read_checkpoint, save_checkpoint
 from .clap import ClapBackend
 from .data import ClipSet, Mixture
-from .distrib import check_replicas_agree, decision_of_main, mean_over_processes, setup_runtime, wrap_model
+from .distrib import check_replicas_agree, decision_of_main, setup_runtime, wrap_model
 from .io import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from .model import Separator
-from .objective import LOSS_TERMS, BatchSource, training_losses
+from .objective import LOSS_TERMS, BatchSource, StepBatches, micro_batches, training_losses
 from .profiles import Profile
 from .runs import RunConfig, same_run, separator_config, why_not_same_run
 from .text_norm import vocabulary_statistics
 from .validation import VAL_COLUMNS, plateau_rise, validate
+
+# Steps between two checks of the loss terms (finite?) and their copy to the host for the log.
+CHECK_EVERY = 50
 
 
 class NonFiniteLossError(RuntimeError):
@@ -88,6 +91,8 @@ def train(
     stop_after: int | None = None,
     snapshots: bool = False,
     text_cache: str | Path | None = None,
+    accumulate: int = 1,
+    check_every: int = CHECK_EVERY,
 ) -> Path:
     """Train (or resume) the run ``cfg`` in ``out_dir``; return the path of the model to use.
 
@@ -101,6 +106,14 @@ def train(
     ``text_cache`` is a file of CLAP text embeddings shared by runs.
     ``stop_after`` ends the call early after that many steps, as an
     interruption would (for tests).
+
+    ``accumulate`` splits every step's batch into that many micro-batches whose
+    gradients add up (:func:`weaksep.objective.micro_batches`): the memory of
+    one micro-batch, the update of the whole batch. The separator's BatchNorm then
+    normalises each micro-batch on its own, as it does each GPU's share under DDP.
+    The loss terms stay on the device and are checked (finite) and logged every
+    ``check_every`` steps and at every checkpoint: one host sync, not one per term
+    and step. Neither changes what the run is (not in its config).
     """
     from tqdm.auto import tqdm
 
@@ -147,6 +160,8 @@ def train(
     source = BatchSource(clips, cfg, profile, profile.batch_size // rt.world_size, rt.rank)
     if rt.is_main and source.labelled_indices:
         atomic_write_text(out / "labelled_clips.json", json.dumps(source.labelled_indices) + "\n")
+    if accumulate < 1:
+        raise ValueError(f"accumulate must be >= 1, got {accumulate}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if rt.device.type == "cuda" else nullcontext()
 
     model.train()
@@ -160,26 +175,26 @@ def train(
     )
     t_last = time.time()
     stopped_early = False
+    pending: list[torch.Tensor] = []  # per step since the last check: its loss terms, stacked, on the device
+    pending_rows: list[dict[str, Any]] = []  # per step: step, lr, seconds
+    names: list[str] = []
     for step in bar:
-        batches = source.batch(step).to(rt.device)
-        with autocast:
-            terms = training_losses(net, clap, batches, cfg, profile.sample_rate)
-        for name, value in terms.items():
-            if not math.isfinite(float(value.detach())):
-                raise NonFiniteLossError(
-                    f"step {step}: loss term {name} = {float(value.detach())}; the last good checkpoint is {ckpt_path}"
-                )
         opt.zero_grad(set_to_none=True)
-        terms["loss_total"].backward()
+        terms = accumulated_backward(net, clap, source.batch(step), cfg, profile.sample_rate, accumulate, autocast)
         opt.step()
         sched.step()
+        names = names or list(terms)
+        pending.append(torch.stack([terms[k].detach().float() for k in names]))
         now = time.time()
-        losses = mean_over_processes({k: float(v.detach()) for k, v in terms.items()}, rt)
-        log_rows.append({"step": step, **losses, "lr": sched.get_last_lr()[0], "seconds": round(now - t_last, 4)})
+        pending_rows.append({"step": step, "lr": sched.get_last_lr()[0], "seconds": round(now - t_last, 4)})
         t_last = now
-        bar.set_postfix(loss=f"{losses['loss_total']:.4f}")
         done_steps = step + 1
-        if done_steps % profile.checkpoint_every and done_steps != cfg.steps:
+        at_checkpoint = done_steps % profile.checkpoint_every == 0 or done_steps == cfg.steps
+        if len(pending) >= check_every or at_checkpoint or done_steps == end:
+            log_rows += checked_loss_rows(pending, pending_rows, names, rt, ckpt_path)
+            pending, pending_rows = [], []
+            bar.set_postfix(loss=f"{log_rows[-1]['loss_total']:.4f}")
+        if not at_checkpoint:
             continue
         if rt.is_main:
             if val is not None:
@@ -219,6 +234,61 @@ def train(
         check_replicas_agree(model)
         torch.distributed.barrier()
     return chosen if (end == cfg.steps or stopped_early) and chosen.exists() else final
+
+
+def accumulated_backward(
+    net: torch.nn.Module,
+    clap: ClapBackend,
+    batches: StepBatches,
+    cfg: RunConfig,
+    sample_rate: int,
+    accumulate: int = 1,
+    autocast: Any = None,
+) -> dict[str, torch.Tensor]:
+    """Backpropagate the loss of ``batches`` in ``accumulate`` micro-batches; return the loss terms
+    (scalar tensors on the device, detached) of the whole batch: the mean of the micro-batches'.
+
+    Under DDP the gradients are all-reduced once, at the last micro-batch.
+    """
+    parts = micro_batches(batches, accumulate, cfg.contrastive_group) if accumulate > 1 else [batches]
+    device = next(net.parameters()).device
+    total: dict[str, torch.Tensor] = {}
+    for j, part in enumerate(parts):
+        sync = j == len(parts) - 1 or not hasattr(net, "no_sync")
+        with nullcontext() if sync else net.no_sync(), autocast or nullcontext():
+            terms = training_losses(net, clap, part.to(device), cfg, sample_rate)
+        (terms["loss_total"] / len(parts)).backward()
+        for k, v in terms.items():
+            total[k] = total.get(k, 0) + v.detach() / len(parts)
+    return total
+
+
+def checked_loss_rows(
+    pending: list[torch.Tensor],
+    rows: list[dict[str, Any]],
+    names: list[str],
+    rt: Any,
+    ckpt_path: Path,
+) -> list[dict[str, Any]]:
+    """The log rows of the steps since the last check, loss terms averaged over processes.
+
+    ``pending``: per step, the terms (``names``) stacked on the device. One all-reduce and one
+    copy to the host for all of them. Raises :class:`NonFiniteLossError` naming the first
+    step and term that is not finite (on every rank alike: the values are the all-reduced ones).
+    """
+    values = torch.stack(pending).double()
+    if rt.world_size > 1:
+        torch.distributed.all_reduce(values)
+        values /= rt.world_size
+    values = values.cpu()
+    bad = (~torch.isfinite(values)).nonzero()
+    if len(bad):
+        i, j = (int(x) for x in bad[0])
+        raise NonFiniteLossError(
+            f"step {rows[i]['step']}: loss term {names[j]} = {float(values[i, j])} (steps {rows[0]['step']}-"
+            f"{rows[-1]['step']} checked together); the last good checkpoint is {ckpt_path}"
+        )
+    return [{**row, **dict(zip(names, map(float, v)))} for row, v in zip(rows, values)]
 
 
 def _write_selection(
