@@ -33,7 +33,7 @@ RESULTS := $(or $(WEAKSEP_RESULTS),results)$(if $(filter-out quick,$(PROFILE)),/
 STUDY_NOTEBOOKS := 00_pretrain_clap 01_two_source 02_three_source 03_four_source 04_semi_supervised 08_captioned_events 05_summary 06_try_it
 SOURCES := $(wildcard weaksep/*.py weaksep/*/*.py)
 
-.PHONY: setup lint test test-unit reproduce ablations confidence figures bench bench-runs clean
+.PHONY: setup lint test test-unit reproduce ablations confidence figures bench bench-runs gpu-check clean
 
 setup: $(STAMP)
 
@@ -111,6 +111,14 @@ bench: setup
 BENCH_RUNS ?= unsup:2 weak:2 sup:2 semi:2
 bench-runs: setup
 	$(BIN)/python -m weaksep.bench --before $(BENCH_BEFORE) --whole-runs $(BENCH_RUNS)
+
+# A few timed training steps and one validation of GPU_CHECK_PROFILE on this machine's device (a GPU
+# where there is one): results/gpu_check.json. GPU_CHECK_ARGS adds options of `weaksep gpu-check`.
+GPU_CHECK_PROFILE ?= paper
+GPU_CHECK_ARGS ?=
+gpu-check: setup
+	$(BIN)/python -m weaksep gpu-check --profile $(GPU_CHECK_PROFILE) $(GPU_CHECK_ARGS) \
+		--out $(or $(WEAKSEP_RESULTS),results)/gpu_check$(if $(filter-out paper,$(GPU_CHECK_PROFILE)),_$(GPU_CHECK_PROFILE)).json
 
 clean:
 	rm -rf .cache results/smoke results/paper .pytest_cache

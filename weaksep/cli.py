@@ -445,6 +445,54 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- gpu-check
+def _add_gpu_check(sub: argparse._SubParsersAction) -> None:
+    from .runs import REGIMES
+
+    p = sub.add_parser(
+        "gpu-check",
+        help="time a few training steps and one validation of a profile on this machine's device",
+        description="Train a profile's separator for a few steps on noise clips with an untrained CLAP of the "
+        "profile's architecture (nothing to download), time the steps, one validation and the peak memory, "
+        "and write them as JSON (weaksep/gpu_check.py).",
+    )
+    p.add_argument("--profile", default="paper", choices=sorted(PROFILES), help="profile (default: paper)")
+    p.add_argument("--regime", choices=REGIMES, default="weak", help="training regime (default: weak)")
+    p.add_argument("--sources", type=int, default=2, help="N (default 2)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed first steps (default 3)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch of one step here (default: the profile's)")
+    p.add_argument("--accumulate", type=int, default=1, metavar="K", help="micro-batches per step (default 1)")
+    p.add_argument("--val-mixtures", type=int, default=None, help="validation mixtures (default: the profile's)")
+    p.add_argument(
+        "-o", "--out", default="results/gpu_check.json", help="JSON to write (default: results/gpu_check.json)"
+    )
+    p.set_defaults(run=_run_gpu_check)
+
+
+def _run_gpu_check(args: argparse.Namespace) -> int:
+    import json
+
+    from .gpu_check import gpu_check
+    from .io import atomic_write_text
+
+    figures = gpu_check(
+        args.profile,
+        args.regime,
+        args.sources,
+        steps=args.steps,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        accumulate=args.accumulate,
+        val_mixtures=args.val_mixtures,
+    )
+    atomic_write_text(args.out, json.dumps(figures, indent=2) + "\n")
+    for key, value in figures.items():
+        print(f"{key:36s} {value:.4g}" if isinstance(value, float) else f"{key:36s} {value}")
+    print(f"written: {args.out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -459,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_separate(sub)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_gpu_check(sub)
     return parser
 
 
