@@ -229,6 +229,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "on fewer or smaller GPUs (default 1)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes that draw and crop the batches ahead of each step (default 0: the main thread)",
+    )
+    p.add_argument(
         "--plateau-db",
         type=float,
         default=None,
@@ -332,6 +338,7 @@ def _run_train(args: argparse.Namespace) -> int:
             tokenizer_dir=args.tokenizer_dir,
             progress=not args.no_progress,
             accumulate=args.accumulate,
+            workers=args.workers,
             **({} if args.plateau_db is None else {"plateau_db": args.plateau_db}),
         )
         path = study.train(

@@ -44,6 +44,10 @@ class StepBatches:
     def to(self, device: torch.device) -> StepBatches:
         return StepBatches(*(None if b is None else _batch_to(b, device) for b in (self.weak, self.labelled)))
 
+    def pin_memory(self) -> StepBatches:
+        """The same batches in page-locked memory (what a DataLoader with ``pin_memory`` calls)."""
+        return StepBatches(*(None if b is None else _batch_pinned(b) for b in (self.weak, self.labelled)))
+
 
 def _batch_to(batch: MixBatch, device: torch.device) -> MixBatch:
     # non_blocking: a copy from pinned memory overlaps the previous step's kernels on a GPU
@@ -53,6 +57,16 @@ def _batch_to(batch: MixBatch, device: torch.device) -> MixBatch:
         texts=batch.texts,
         entities=batch.entities,
         sources=None if batch.sources is None else batch.sources.to(device, non_blocking=True),
+    )
+
+
+def _batch_pinned(batch: MixBatch) -> MixBatch:
+    return MixBatch(
+        mixture=batch.mixture.pin_memory(),
+        submixtures=batch.submixtures.pin_memory(),
+        texts=batch.texts,
+        entities=batch.entities,
+        sources=None if batch.sources is None else batch.sources.pin_memory(),
     )
 
 
@@ -142,6 +156,39 @@ class BatchSource:
             labelled = first_submixtures(labelled)
         weak = None if self.weak_sampler is None else self.weak_sampler.sample(g)
         return StepBatches(weak=weak, labelled=labelled)
+
+
+class _Steps(torch.utils.data.Dataset):
+    """Item i: the batches of step ``start + i`` (a pure function of seed, rank and step)."""
+
+    def __init__(self, source: BatchSource, start: int, end: int) -> None:
+        self.source, self.start, self.end = source, start, end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, i: int) -> StepBatches:
+        return self.source.batch(self.start + i)
+
+
+def step_loader(
+    source: BatchSource, start: int, end: int, workers: int = 0, pin_memory: bool = False
+) -> torch.utils.data.DataLoader:
+    """The batches of steps ``start .. end - 1`` in order, drawn by ``workers`` processes ahead of
+    the step that needs them (0: on the main thread, when asked), in pinned memory for a GPU.
+
+    Each step's batches depend only on (seed, rank, step), so any number of workers gives
+    the same batches as none.
+    """
+    return torch.utils.data.DataLoader(
+        _Steps(source, start, end),
+        batch_size=None,  # an item is already a whole step
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
 
 
 def _entity_means(clap: ClapBackend, batch: MixBatch) -> Tensor:

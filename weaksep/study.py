@@ -29,8 +29,9 @@ import torch
 from . import __version__
 from .checkpoint import load_separator, read_checkpoint
 from .clap import ClapBackend, load_clap
-from .data import ClipSet, Mixture, build_mixtures, load_clips, load_manifest, load_or_build_testset
+from .data import ClipSet, Mixture, build_mixtures, load_clips, load_or_build_testset
 from .data.layouts import prepared_report
+from .data.store import STORE_VERSION, StoredClips, prepare_store
 from .evaluate import evaluate_separators
 from .io import atomic_torch_save, atomic_write_text, safe_torch_load
 from .model import Separator
@@ -77,6 +78,7 @@ class Study:
         progress: bool = True,
         reuse_committed: bool = False,
         accumulate: int = 1,
+        workers: int = 0,
         **overrides: Any,
     ) -> None:
         if isinstance(profile, Profile):
@@ -96,7 +98,8 @@ class Study:
                     f"manifest folder {self.manifests} lacks {missing} (CSV files with a header 'path,label')"
                 )
         self.progress = progress
-        self.accumulate = accumulate  # micro-batches per step (weaksep.train.train); not part of a run's identity
+        # micro-batches per step and batch-drawing processes (weaksep.train.train): not part of a run's identity
+        self.accumulate, self.workers = accumulate, workers
         # Use models committed in results/models (and their CLAP) when their saved run config is
         # the one asked for: the notebooks then open in minutes on a fresh clone.
         self.reuse_committed = reuse_committed
@@ -113,10 +116,19 @@ class Study:
         """Single-source clips of ``split``: rendered, or read from ``<manifests>/<split>.csv``."""
         if self.manifests is None:
             return load_clips(self.cache, self.profile, corpus, split)
-        csv_path = self.manifests / f"{split}.csv"
-        return load_manifest(
-            csv_path, self.profile.sample_rate, self.profile.clip_samples, kind=manifest_kind(csv_path)
-        )
+        return self.stored_clips(split)
+
+    def stored_clips(self, split: str) -> StoredClips:
+        """The files of ``<manifests>/<split>.csv``, decoded once into a store in the cache
+        (:mod:`weaksep.data.store`) and read in crops: random across each file for training,
+        the centre for validation and test."""
+        p, csv_path = self.profile, self.manifests / f"{split}.csv"
+        key = hashlib.sha256(csv_path.read_bytes() + repr((p.sample_rate, STORE_VERSION)).encode()).hexdigest()[:12]
+        store = self.cache / "stores" / f"{split}-{key}"
+        if not (store / "index.csv").is_file():
+            report = prepare_store(csv_path, store, p.sample_rate, p.clip_samples)
+            print(report.summary())
+        return StoredClips(store, p.clip_samples, split)
 
     def testset(self, n_sources: int, split: str = "test", corpus: str = "instruments") -> Mixture:
         """The fixed ``n_sources``-source mixtures of ``split``, built once and saved."""
@@ -418,6 +430,7 @@ class Study:
             snapshots=snapshots,
             text_cache=self.text_cache_path(),
             accumulate=self.accumulate,
+            workers=self.workers,
         )
 
     def _shorter_runs(self, cfg: RunConfig) -> list[Path]:

@@ -31,7 +31,7 @@ from .data import ClipSet, Mixture
 from .distrib import check_replicas_agree, decision_of_main, setup_runtime, wrap_model
 from .io import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from .model import Separator
-from .objective import LOSS_TERMS, BatchSource, StepBatches, micro_batches, training_losses
+from .objective import LOSS_TERMS, BatchSource, StepBatches, micro_batches, step_loader, training_losses
 from .profiles import Profile
 from .runs import RunConfig, same_run, separator_config, why_not_same_run
 from .text_norm import vocabulary_statistics
@@ -93,6 +93,7 @@ def train(
     text_cache: str | Path | None = None,
     accumulate: int = 1,
     check_every: int = CHECK_EVERY,
+    workers: int = 0,
 ) -> Path:
     """Train (or resume) the run ``cfg`` in ``out_dir``; return the path of the model to use.
 
@@ -113,7 +114,9 @@ def train(
     normalises each micro-batch on its own, as it does each GPU's share under DDP.
     The loss terms stay on the device and are checked (finite) and logged every
     ``check_every`` steps and at every checkpoint: one host sync, not one per term
-    and step. Neither changes what the run is (not in its config).
+    and step. ``workers`` processes draw the batches ahead of the step
+    (:func:`weaksep.objective.step_loader`). None of the three changes what
+    the run is (not in its config).
     """
     from tqdm.auto import tqdm
 
@@ -178,9 +181,10 @@ def train(
     pending: list[torch.Tensor] = []  # per step since the last check: its loss terms, stacked, on the device
     pending_rows: list[dict[str, Any]] = []  # per step: step, lr, seconds
     names: list[str] = []
-    for step in bar:
+    loader = step_loader(source, start, end, workers, pin_memory=rt.device.type == "cuda")
+    for step, batches in zip(bar, loader):
         opt.zero_grad(set_to_none=True)
-        terms = accumulated_backward(net, clap, source.batch(step), cfg, profile.sample_rate, accumulate, autocast)
+        terms = accumulated_backward(net, clap, batches, cfg, profile.sample_rate, accumulate, autocast)
         opt.step()
         sched.step()
         names = names or list(terms)

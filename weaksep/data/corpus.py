@@ -60,6 +60,15 @@ class ClipSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def train_crops(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(*idx.shape, T) the clips ``idx`` of a training batch: held clips are one crop long, so the
+        crop is the clip and ``generator`` is not drawn from (a store draws random crops with it)."""
+        return self.audio[idx]
+
+    def centre_crops(self, idx: torch.Tensor) -> torch.Tensor:
+        """(*idx.shape, T) the clips ``idx`` of fixed validation and test mixtures."""
+        return self.audio[idx]
+
     def __post_init__(self) -> None:
         if self.audio.ndim != 2 or self.audio.shape[0] != len(self.labels):
             raise ValueError(f"audio must be (K, T) with K = {len(self.labels)} labels, got {tuple(self.audio.shape)}")

@@ -114,7 +114,7 @@ def build_mixtures(
             idx[k, n] = group[int(rng.integers(len(group)))]
     gains_db = torch.from_numpy(rng.uniform(gain_db[0], gain_db[1], (n_mixtures, n_sources))).float()
     clip_indices = torch.from_numpy(idx)
-    sources = clips.audio[clip_indices] * (10.0 ** (gains_db / 20.0)).unsqueeze(-1)
+    sources = clips.centre_crops(clip_indices) * (10.0 ** (gains_db / 20.0)).unsqueeze(-1)
     labels = [[clips.labels[int(i)] for i in row] for row in idx]
     texts = []
     for k in range(n_mixtures):
@@ -262,7 +262,7 @@ class MixtureSampler:
         idx = self._table[cls, pick].view(B, 2, N)
         lo, hi = self.gain_range
         gains = lo + (hi - lo) * torch.rand(B, 2, N, 1, generator=generator)
-        sources = self.clips.audio[idx] * gains  # (B, 2, N, T)
+        sources = self.clips.train_crops(idx, generator) * gains  # (B, 2, N, T)
         submixtures = sources.sum(dim=2)
         mixture = submixtures.sum(dim=1)
         rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
