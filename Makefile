@@ -33,7 +33,7 @@ RESULTS := $(or $(WEAKSEP_RESULTS),results)$(if $(filter-out quick,$(PROFILE)),/
 STUDY_NOTEBOOKS := 00_pretrain_clap 01_two_source 02_three_source 03_four_source 04_semi_supervised 08_captioned_events 05_summary 06_try_it
 SOURCES := $(wildcard weaksep/*.py weaksep/*/*.py)
 
-.PHONY: setup lint test test-unit reproduce ablations confidence figures bench bench-runs gpu-check clean
+.PHONY: setup lint test test-unit reproduce ablations confidence figures bench bench-runs bench-data gpu-check clean
 
 setup: $(STAMP)
 
@@ -111,6 +111,10 @@ bench: setup
 BENCH_RUNS ?= unsup:2 weak:2 sup:2 semi:2
 bench-runs: setup
 	$(BIN)/python -m weaksep.bench --before $(BENCH_BEFORE) --whole-runs $(BENCH_RUNS)
+
+# The data path at a real dataset's size (weaksep/bench_data.py): results/bench_data.json.
+bench-data: setup
+	$(BIN)/python -m weaksep bench-data --out $(or $(WEAKSEP_RESULTS),results)/bench_data.json
 
 # A few timed training steps and one validation of GPU_CHECK_PROFILE on this machine's device (a GPU
 # where there is one): results/gpu_check.json. GPU_CHECK_ARGS adds options of `weaksep gpu-check`.

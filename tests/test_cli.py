@@ -328,7 +328,7 @@ def test_absent_warnings_only_with_a_threshold_of_the_same_clap(
 def test_every_option_of_every_subcommand_is_explained():
     parser = cli.build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subs.choices) == {"separate", "train", "evaluate", "gpu-check"}
+    assert set(subs.choices) == {"separate", "train", "evaluate", "gpu-check", "bench-data"}
     for name, sub in subs.choices.items():
         for action in sub._actions:
             assert action.help and action.help.strip(), f"weaksep {name} {action.option_strings or action.dest}"

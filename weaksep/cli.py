@@ -500,6 +500,47 @@ def _run_gpu_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- bench-data
+def _add_bench_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench-data",
+        help="measure the data path on generated datasets of a real dataset's size",
+        description="Write a MUSIC-layout and a VGGSound-layout dataset (at 1x and --scale x their clip count), "
+        "prepare each, read training batches through the loader and write the figures as JSON "
+        "(weaksep/bench_data.py).",
+    )
+    p.add_argument("--work", default=".cache/bench-data", help="folder for the generated data (removed after)")
+    p.add_argument("--music-files", type=int, default=40, help="MUSIC recordings at 1x (default 40)")
+    p.add_argument("--music-seconds", type=float, default=180.0, help="length of each recording (default 180)")
+    p.add_argument("--vggsound-clips", type=int, default=2000, help="VGGSound clips of 10 s at 1x (default 2000)")
+    p.add_argument("--scale", type=int, default=10, help="the larger size, as a multiple of 1x (default 10)")
+    p.add_argument("--profile", default="paper", choices=sorted(PROFILES), help="profile of the batches")
+    p.add_argument("--batches", type=int, default=200, help="training batches read per setting (default 200)")
+    p.add_argument("-o", "--out", default="results/bench_data.json", help="JSON to write")
+    p.set_defaults(run=_run_bench_data)
+
+
+def _run_bench_data(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .bench_data import bench_data
+    from .io import atomic_write_text
+
+    rows = bench_data(
+        Path(args.work),
+        music_files=args.music_files,
+        music_seconds=args.music_seconds,
+        vggsound_clips=args.vggsound_clips,
+        scale=args.scale,
+        profile_name=args.profile,
+        n_batches=args.batches,
+    )
+    atomic_write_text(args.out, json.dumps(rows, indent=2) + "\n")
+    print(f"written: {args.out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -515,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_gpu_check(sub)
+    _add_bench_data(sub)
     return parser
 
 
