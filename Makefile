@@ -19,6 +19,9 @@ TOKENIZER ?=
 REUSE ?= 0
 SEEDS ?=
 STEPS ?=
+# GPUS=k trains every run under torchrun with k processes (one per GPU). Each process draws its own
+# share of the batch (seed, rank, step), so the weights differ from a one-process run of the same config.
+GPUS ?=
 # REUSE=1 lets the notebooks use committed models whose run config matches instead of training them.
 # SEEDS=0,1,2 trains every headline cell with those seeds instead of the profile's (quick: 0 only).
 # STEPS=N: a step budget per run other than the profile's (the tests run the study with a few).
@@ -76,7 +79,7 @@ ablations: setup
 
 $(STAMPS)/%.done: notebooks/%.ipynb $(SOURCES) | setup
 	@mkdir -p $(RESULTS)/notebooks $(STAMPS)
-	$(BIN)/papermill --cwd notebooks $< $(RESULTS)/notebooks/$*.ipynb.tmp $(NB_PARAMS) \
+	$(if $(GPUS),WEAKSEP_GPUS=$(GPUS)) $(BIN)/papermill --cwd notebooks $< $(RESULTS)/notebooks/$*.ipynb.tmp $(NB_PARAMS) \
 		$(if $(filter 07_ablations,$*),$(NB07_PARAMS)) --log-output --no-progress-bar
 	@# The notebook keeps every redraw of a progress bar (about 0.9 MB per training notebook):
 	@# keep only the last, as a terminal shows it.

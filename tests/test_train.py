@@ -363,3 +363,19 @@ def test_accumulated_micro_batches_give_the_update_of_the_whole_batch(smoke_stud
             prof.sample_rate,
             accumulate=2,
         )
+
+
+def test_a_study_with_two_gpus_trains_each_run_under_torchrun(smoke_study, tmp_path, monkeypatch):
+    """make reproduce GPUS=2: Study.train launches torchrun (two gloo processes here) with the run's
+    own config, and returns the model as an in-process run would; the log is the DDP run's."""
+    from weaksep.study import Study
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("WEAKSEP_DIST_TIMEOUT_S", "120")
+    study = Study("smoke", data_root=smoke_study.cache, results_dir=smoke_study.results, progress=False, gpus=2)
+    study.clap_checkpoint = smoke_study.clap_checkpoint
+    model = study.train("unsup", 2, seed=1, steps=20, out_dir=tmp_path / "run")
+    assert model == tmp_path / "run" / "best.pt" and model.exists()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["seed"] == 1 and saved["steps"] == 20 and saved["regime"] == "unsup"
+    assert len(pd.read_csv(tmp_path / "run" / "log.csv")) == 20

@@ -196,7 +196,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Train one separator (one regime, one N) on the study's data, on one CPU, one "
         "GPU or many (under torchrun). Interrupted runs resume from --out.",
     )
-    p.add_argument("--regime", choices=REGIMES, required=True, help="training regime (weaksep/METHOD.md#objective)")
+    p.add_argument("--regime", choices=REGIMES, default=None, help="training regime (weaksep/METHOD.md#objective)")
+    p.add_argument(
+        "--run-config",
+        default=None,
+        metavar="JSON",
+        help="train exactly the run a config.json describes (its profile, regime, N, seed and settings) "
+        "instead of --regime/--sources/--profile and their options; what a study's GPUS=k launch uses",
+    )
     p.add_argument("--sources", type=int, default=2, help="sources per training mixture, N (1-4; default 2)")
     p.add_argument(
         "--profile", default=None, choices=sorted(PROFILES), help="study profile (default: $WEAKSEP_PROFILE or quick)"
@@ -329,6 +336,10 @@ def _run_train(args: argparse.Namespace) -> int:
             kw = {} if args.gpu_tflops is None else {"gpu_tflops": args.gpu_tflops}
             print(format_dry_run(dry_run(args.profile or "paper", args.regime, args.sources, **kw)))
             return 0
+        if args.run_config:
+            return _train_run_config(args)
+        if args.regime is None:
+            raise CliError("give --regime (or --run-config)")
         study = Study(
             args.profile,
             data_root=args.data_root,
@@ -352,6 +363,32 @@ def _run_train(args: argparse.Namespace) -> int:
         )
     except (ValueError, FileNotFoundError) as e:  # e.g. --out holding another config's run
         raise CliError(str(e)) from e
+    print(f"model: {path}")
+    return 0
+
+
+def _train_run_config(args: argparse.Namespace) -> int:
+    import json
+
+    from .profiles import Profile
+    from .runs import RunConfig
+    from .study import Study
+
+    saved = json.loads(open(args.run_config, encoding="utf-8").read())
+    cfg = RunConfig(**saved)
+    study = Study(
+        Profile(**cfg.profile),
+        data_root=args.data_root,
+        clap_backend=args.clap,
+        manifests=args.manifests,
+        clap_checkpoint=args.clap_checkpoint,
+        tokenizer_dir=args.tokenizer_dir,
+        progress=not args.no_progress,
+        accumulate=args.accumulate,
+        workers=args.workers,
+        gpus=1,
+    )
+    path = study.train_run(cfg, args.out, snapshots=args.snapshots, validate=not args.no_validate)
     print(f"model: {path}")
     return 0
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class Study:
         reuse_committed: bool = False,
         accumulate: int = 1,
         workers: int = 0,
+        gpus: int | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(profile, Profile):
@@ -100,6 +102,8 @@ class Study:
         self.progress = progress
         # micro-batches per step and batch-drawing processes (weaksep.train.train): not part of a run's identity
         self.accumulate, self.workers = accumulate, workers
+        # processes per training run: several launch it under torchrun (make reproduce GPUS=k sets it)
+        self.gpus = int(os.environ.get("WEAKSEP_GPUS", "1")) if gpus is None else int(gpus)
         # Use models committed in results/models (and their CLAP) when their saved run config is
         # the one asked for: the notebooks then open in minutes on a fresh clone.
         self.reuse_committed = reuse_committed
@@ -404,7 +408,15 @@ class Study:
         last checkpoint (the same model, see :func:`weaksep.train.continue_from`).
         ``snapshots`` keeps the model of every checkpoint, for training curves.
         """
-        cfg = self.run_config(regime, n_sources, seed, **overrides)
+        return self.train_run(self.run_config(regime, n_sources, seed, **overrides), out_dir, snapshots, validate)
+
+    def train_run(
+        self, cfg: RunConfig, out_dir: str | Path | None = None, snapshots: bool = False, validate: bool = True
+    ) -> Path:
+        """:meth:`train` for a run config made already (by :meth:`run_config`, or read from a run's
+        ``config.json``). With ``gpus`` above 1 and outside torchrun, the training itself runs under
+        ``torchrun`` with that many processes (:meth:`_train_under_torchrun`)."""
+        regime, n_sources, seed = cfg.regime, cfg.n_sources, cfg.seed
         committed = self.committed_model(cfg) if out_dir is None else None
         if committed is not None:
             made_at = read_checkpoint(committed)["run_config"].get("commit") or "?"
@@ -418,6 +430,8 @@ class Study:
             for shorter in self._shorter_runs(cfg):
                 if continue_from(shorter, cfg, out):
                     break
+        if self.gpus > 1 and "WORLD_SIZE" not in os.environ:
+            return self._train_under_torchrun(cfg, out, snapshots, validate)
         val = self.testset(cfg.n_sources, "val", cfg.corpus) if validate else None
         return train(
             cfg,
@@ -432,6 +446,42 @@ class Study:
             accumulate=self.accumulate,
             workers=self.workers,
         )
+
+    def _train_under_torchrun(self, cfg: RunConfig, out: Path, snapshots: bool, validate: bool) -> Path:
+        """Train ``cfg`` in ``out`` with ``self.gpus`` processes of ``torchrun`` (one per GPU; gloo on a
+        CPU), on this study's data and CLAP; the path of the model to use, as :func:`train` returns it."""
+        import subprocess
+        import sys
+
+        # Resolved here once, not raced by every process: the CLAP (pretrained if need be), the
+        # training clips (rendered or stored) and the saved validation mixtures.
+        self.clap()
+        self.clips("train", cfg.corpus)
+        if validate:
+            self.testset(cfg.n_sources, "val", cfg.corpus)
+        out.mkdir(parents=True, exist_ok=True)
+        request = out / "config.request.json"
+        atomic_write_text(request, json.dumps(cfg.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(self.gpus)]
+        cmd += ["-m", "weaksep", "train", "--run-config", str(request), "--out", str(out)]
+        cmd += [
+            "--data-root",
+            str(self.cache),
+            "--clap",
+            self.clap_backend,
+            "--clap-checkpoint",
+            str(self.clap_checkpoint),
+        ]
+        cmd += ["--workers", str(self.workers), "--accumulate", str(self.accumulate)]
+        cmd += [] if self.manifests is None else ["--manifests", str(self.manifests)]
+        cmd += [] if self.tokenizer_dir is None else ["--tokenizer-dir", str(self.tokenizer_dir)]
+        cmd += ([] if validate else ["--no-validate"]) + (["--snapshots"] if snapshots else [])
+        cmd += [] if self.progress else ["--no-progress"]
+        done = subprocess.run(cmd)
+        if done.returncode:
+            raise RuntimeError(f"training under torchrun ({self.gpus} processes) failed: {' '.join(cmd)}")
+        best, final = out / "best.pt", out / "model.pt"
+        return best if validate and best.exists() else final
 
     def _shorter_runs(self, cfg: RunConfig) -> list[Path]:
         """Cached runs of ``cfg`` with fewer steps, longest first."""

@@ -7,8 +7,8 @@ validation set, the model is scored on it at every checkpoint; the best
 checkpoint is kept as ``best.pt`` and the run stops early once its validation
 SDR has plateaued (:func:`plateau_rise`). The test mixtures choose nothing.
 
-The command line is ``weaksep train`` (:mod:`weaksep.cli`); ``python -m
-weaksep.train`` is the same command, for ``torchrun``.
+The command line is ``weaksep train`` (:mod:`weaksep.cli`); under torchrun,
+``torchrun --nproc_per_node K -m weaksep train ...``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import math
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -347,9 +346,3 @@ def continue_from(shorter_run: str | Path, cfg: RunConfig, out_dir: str | Path) 
         if (src / name).exists():
             atomic_write_bytes(out / name, (src / name).read_bytes())
     return True
-
-
-if __name__ == "__main__":  # `torchrun ... -m weaksep.train ...` is `weaksep train ...`
-    from .cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))
