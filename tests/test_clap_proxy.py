@@ -81,3 +81,30 @@ def test_pretrained_smoke_clap_beats_chance_and_reloads(smoke_study, tmp_path):
     wav = smoke_study.clips("test").audio[:3]
     assert torch.allclose(again.embed_audio(wav, 8000), smoke_study.clap().embed_audio(wav, 8000), atol=1e-6)
     assert (smoke_study.results / "clap_card.md").exists()
+
+
+def test_text_work_is_chunked_and_the_caches_are_bounded(monkeypatch):
+    import weaksep.clap.base as base
+
+    clap = ProxyClap(8000, 32, (8, 16)).freeze()
+    texts = [f"sound number {i}" for i in range(50)]
+    whole = clap.embed_text(texts).clone()
+    monkeypatch.setattr(base, "TEXT_CHUNK", 8)
+    monkeypatch.setattr(base, "TEXT_CACHE_SIZE", 20)
+    monkeypatch.setattr(base, "STATE_CACHE_SIZE", 10)
+    clap = ProxyClap(8000, 32, (8, 16)).freeze()
+    sizes = []
+    real = clap._encode_text
+    monkeypatch.setattr(clap, "_encode_text", lambda prompts: sizes.append(len(prompts)) or real(prompts))
+    chunked = clap.embed_text(texts)
+    assert max(sizes) == 8 and sum(sizes) == 50  # 46 000 captions pass the text tower 8 at a time
+    assert torch.allclose(whole, chunked, atol=1e-6)
+    assert len(clap._text_cache) == 50  # a call keeps at least its own prompts
+    for i in range(30):  # one new mixture sentence per step, as training makes them
+        clap.embed_text([f"mixture {i}"])
+        clap.text_states([f"mixture {i}"])
+    assert len(clap._text_cache) == 20 and len(clap._state_cache) == 10
+    assert "The sound of mixture 29" in clap._text_cache  # the least recent went first
+    assert "The sound of sound number 0" not in clap._text_cache
+    bound = 20 * clap.embed_dim * 4 + sum(t.numel() * 4 for t in clap._state_cache.values())
+    assert clap.text_cache_bytes() == bound

@@ -9,6 +9,7 @@ which the bi-modal contrastive loss needs.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -18,6 +19,14 @@ from torch import Tensor, nn
 from ..io import atomic_torch_save, safe_torch_load
 
 DEFAULT_TEMPLATE = "The sound of {entity}"
+TEXT_CHUNK = 256  # prompts per pass of the text tower (46 000 AudioCaps captions at once would not fit a GPU)
+TEXT_CACHE_SIZE = 200_000  # embeddings kept (2 KB each at D = 512: at most about 400 MB)
+STATE_CACHE_SIZE = 4_000  # token states kept (up to 77 x 768 floats, about 0.2 MB each: at most about 1 GB)
+
+
+def _trim(cache: OrderedDict[str, Tensor], size: int) -> None:
+    while len(cache) > size:
+        cache.popitem(last=False)
 
 
 class ClapBackend(nn.Module):
@@ -37,9 +46,11 @@ class ClapBackend(nn.Module):
         if "{entity}" not in prompt_template:
             raise ValueError(f"prompt template {prompt_template!r} must contain '{{entity}}'")
         self.prompt_template = prompt_template
-        # Prompt -> embedding (D,), and prompt -> token states (L, H), both on the CPU.
-        self._text_cache: dict[str, Tensor] = {}
-        self._state_cache: dict[str, Tensor] = {}
+        # Prompt -> embedding (D,), and prompt -> token states (L, H), both on the CPU, least recently
+        # used first. Bounded: a dataset's mixture sentences are new at almost every step, and at the
+        # paper's sizes token states take about 0.2 MB a prompt.
+        self._text_cache: OrderedDict[str, Tensor] = OrderedDict()
+        self._state_cache: OrderedDict[str, Tensor] = OrderedDict()
 
     # --- to implement ---------------------------------------------------
     @abstractmethod
@@ -85,12 +96,24 @@ class ClapBackend(nn.Module):
         )
         if not missing:
             return
-        emb, states, mask = self._encode_text(missing)
-        for i, p in enumerate(missing):
-            self._text_cache[p] = emb[i].detach().float().cpu()
+        for start in range(0, len(missing), TEXT_CHUNK):  # a fixed batch for the text tower, however many
+            chunk = missing[start : start + TEXT_CHUNK]
+            emb, states, mask = self._encode_text(chunk)
+            for i, p in enumerate(chunk):
+                self._text_cache[p] = emb[i].detach().float().cpu()
+                if need_states:
+                    n = int(mask[i].sum())
+                    self._state_cache[p] = states[i, :n].detach().cpu()
+        for p in prompts:  # the prompts of this call are the most recently used
+            self._text_cache.move_to_end(p)
             if need_states:
-                n = int(mask[i].sum())
-                self._state_cache[p] = states[i, :n].detach().cpu()
+                self._state_cache.move_to_end(p)
+        _trim(self._text_cache, max(TEXT_CACHE_SIZE, len(set(prompts))))
+        _trim(self._state_cache, max(STATE_CACHE_SIZE, len(set(prompts)) if need_states else 0))
+
+    def text_cache_bytes(self) -> int:
+        """Bytes held by the text caches (embeddings and token states)."""
+        return sum(t.numel() * t.element_size() for c in (self._text_cache, self._state_cache) for t in c.values())
 
     def embed_text(self, texts: list[str], template: bool = True) -> Tensor:
         """Texts -> (B, D) L2-normalised embeddings (no gradient; cached per prompt).
