@@ -1,6 +1,6 @@
 """The committed result tables are what the package computes from the committed per-query rows.
 
-Every table of ``results/`` is written again, into a temporary folder, by the
+Every table of ``results/`` (the quick study) and of ``results/converged/`` (the headline) is written again, into a temporary folder, by the
 same :class:`~weaksep.study.Study` methods the notebooks call
 (:meth:`~weaksep.study.Study.write_table`, :meth:`~weaksep.study.Study.write_ablation`)
 from ``results/queries/<table>.csv`` and ``results/configs/<table>.json``, and
@@ -32,22 +32,29 @@ EXPECTED = {
     *(f"07_ablations_{s}.csv" for s in ("loss", "weight", "weight_test", "clap", "text", "fraction", "length")),
     "summary.csv",
 }
-STUDY_TABLES = sorted(f for f in TABLE_FILES.values() if (RESULTS / f).is_file())
-ABLATION_TABLES = sorted(p.name for p in RESULTS.glob("07_ablations_*.csv"))
+ROOTS = {"quick": RESULTS, "converged": RESULTS / "converged"}
 # numpy warns computing the spread of a column holding +inf (the mixture's SAR): the table keeps NaN there.
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
-ALL_TABLES = [*STUDY_TABLES, *ABLATION_TABLES, *(["summary.csv"] if (RESULTS / "summary.csv").is_file() else [])]
+
+
+def _tables(root: Path) -> tuple[list[str], list[str], list[str]]:
+    """The study tables, the ablation tables and every table (with summary.csv) committed in ``root``."""
+    study = sorted(f for f in TABLE_FILES.values() if (root / f).is_file())
+    ablations = sorted(p.name for p in root.glob("07_ablations_*.csv"))
+    return study, ablations, [*study, *ablations, *(["summary.csv"] if (root / "summary.csv").is_file() else [])]
+
+
+STUDY_TABLES, ABLATION_TABLES, ALL_TABLES = _tables(RESULTS)
+CASES = [(profile, name) for profile, root in ROOTS.items() for name in _tables(root)[2]]
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def _inputs(name: str) -> tuple[pd.DataFrame, dict]:
+def _inputs(root: Path, name: str) -> tuple[pd.DataFrame, dict]:
     stem = Path(name).stem
-    return _read_csv(RESULTS / "queries" / f"{stem}.csv"), json.loads(
-        (RESULTS / "configs" / f"{stem}.json").read_text()
-    )
+    return _read_csv(root / "queries" / f"{stem}.csv"), json.loads((root / "configs" / f"{stem}.json").read_text())
 
 
 def _study(config: dict, out: Path):
@@ -61,32 +68,32 @@ def _study(config: dict, out: Path):
     return study
 
 
-def _recompute_study_table(name: str, out: Path) -> Path:
+def _recompute_study_table(root: Path, name: str, out: Path) -> Path:
     table = {f: t for t, f in TABLE_FILES.items()}.get(name)
     assert table is not None, f"{name} is not in weaksep.summary.TABLE_FILES {TABLE_FILES}"
-    rows, config = _inputs(name)
+    rows, config = _inputs(root, name)
     _study(config, out).write_table(Path(name).stem, table, rows)
     return out / name
 
 
-def _recompute_ablation(name: str, out: Path) -> Path:
-    rows, config = _inputs(name)
+def _recompute_ablation(root: Path, name: str, out: Path) -> Path:
+    rows, config = _inputs(root, name)
     section = Path(name).stem.removeprefix("07_ablations_")
     values = config.get("values")
     if values is None:
         # Configs written before they recorded each setting's number: take it from the
         # committed table (the `value` column is then the only one not recomputed).
-        committed = _read_csv(RESULTS / name)
+        committed = _read_csv(root / name)
         values = committed.dropna(subset=["value"]).drop_duplicates("setting").set_index("setting")["value"].to_dict()
     _study(config, out).write_ablation(section, rows, reference=config["reference"], values=values)
     return out / name
 
 
-def _recompute_summary(out: Path) -> Path:
+def _recompute_summary(root: Path, out: Path) -> Path:
     from weaksep.summary import compare_to_paper
 
-    for name in STUDY_TABLES:  # writes the tables and, beside them, the per-query rows the claims use
-        _recompute_study_table(name, out)
+    for name in _tables(root)[0]:  # writes the tables and, beside them, the per-query rows the claims use
+        _recompute_study_table(root, name, out)
     path = out / "summary.csv"
     path.write_text(compare_to_paper(out).to_csv(index=False))  # as weaksep.plots.redraw_all writes it
     return path
@@ -121,25 +128,27 @@ def test_the_committed_tables_are_found_with_their_rows_and_configs():
         assert (RESULTS / "configs" / f"{stem}.json").is_file(), f"results/configs/{stem}.json is missing"
 
 
-@pytest.mark.parametrize("name", ALL_TABLES)
-def test_a_committed_table_is_recomputed_from_its_rows(name, tmp_path):
+@pytest.mark.parametrize(("profile", "name"), CASES)
+def test_a_committed_table_is_recomputed_from_its_rows(profile, name, tmp_path):
+    root = ROOTS[profile]
     if name == "summary.csv":
-        path = _recompute_summary(tmp_path)
+        path = _recompute_summary(root, tmp_path)
     elif name.startswith("07_ablations_"):
-        path = _recompute_ablation(name, tmp_path)
+        path = _recompute_ablation(root, name, tmp_path)
     else:
-        path = _recompute_study_table(name, tmp_path)
-    committed, recomputed = _read_csv(RESULTS / name), _read_csv(path)
-    assert len(committed) > 0, f"results/{name} is empty"
-    assert committed.select_dtypes("number").shape[1] >= 3, f"results/{name} has almost no numeric column to compare"
+        path = _recompute_study_table(root, name, tmp_path)
+    committed, recomputed = _read_csv(root / name), _read_csv(path)
+    name = str((root / name).relative_to(RESULTS.parent))
+    assert len(committed) > 0, f"{name} is empty"
+    assert committed.select_dtypes("number").shape[1] >= 3, f"{name} has almost no numeric column to compare"
     added = [c for c in recomputed.columns if c not in committed.columns]
     dropped = [c for c in committed.columns if c not in recomputed.columns]
     schema = f"the package now adds the columns {added} and drops {dropped}: make the results again"
     assert len(recomputed) == len(committed), (
-        f"results/{name}: {len(recomputed)} rows recomputed, {len(committed)} committed"
+        f"{name}: {len(recomputed)} rows recomputed, {len(committed)} committed"
         + (f"; {schema}" if added or dropped else "")
     )
     problems = _mismatches(committed, recomputed)
     if added or dropped:  # after the shared columns, so a failure says whether their numbers still agree
         problems.append(schema)
-    assert not problems, f"results/{name} differs from its recomputation:\n" + "\n".join(problems)
+    assert not problems, f"{name} differs from its recomputation:\n" + "\n".join(problems)
