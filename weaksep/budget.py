@@ -1,6 +1,6 @@
 """A cheaper training budget, held to the seed spread of the profile's.
 
-The lever of issue 11 that is not a faster step: fewer steps, a higher learning
+What a faster step cannot give: fewer steps, a higher learning
 rate or a smaller batch. For every regime and N asked, runs of the profile's
 budget and of the cheaper one are trained with the same seeds and compared by
 their **best validation SDR**, the selection every table uses (the test

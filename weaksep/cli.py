@@ -1,7 +1,7 @@
 """The ``weaksep`` command: separate your own audio, train, evaluate.
 
-(About 450 lines, one purpose: the arguments, checks and one-line errors of each
-subcommand; the work itself is in ``separate.py``, ``train.py`` and ``evaluate.py``.)
+One purpose: the arguments, checks and one-line errors of each subcommand; the
+work itself is in ``separate.py``, ``train.py``, ``evaluate.py``, ``gpu_check.py`` and ``bench_data.py``.
 
     weaksep separate MIX.wav FOLDER/ --prompt violin --prompt "something brass" -o out/ --residual
     weaksep train --regime weak --sources 2 --out runs/weak_n2

@@ -1,7 +1,7 @@
 """How far to trust a separation: reference-free CLAP scores, and when to warn that a sound is absent.
 
-(About 420 lines, one purpose: the score, the threshold measured with it and the
-file that carries the threshold are defined together so that they cannot drift apart.)
+One purpose: the score, the threshold measured with it and the file that carries
+the threshold are defined together so that they cannot drift apart.
 
 **Score.** The cosine similarity between the CLAP audio embedding of a signal
 and the CLAP text embedding of the prompt (put into the CLAP's template, "The

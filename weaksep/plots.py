@@ -1,7 +1,7 @@
 """The study's figures, drawn from the result CSVs (never from a model).
 
-(About 450 lines, one purpose: every figure of the study, so that they share one
-style and ``make figures`` can redraw them all.)
+One purpose: every figure of the study, so that they share one style and
+``make figures`` can redraw them all.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly, not through
 pyplot: nothing is displayed, no global backend is switched (a notebook's

@@ -158,7 +158,7 @@ QUICK = SMOKE.replace(
     n_mels=64,
 )
 
-# The quick study trained to its plateau (issue 13): the same data, model, CLAP settings and rate,
+# The quick study trained to its plateau: the same data, model, CLAP settings and rate,
 # 8x the steps, the rate divided by 10 at step 2000 (the paper's step decay, placed so that the
 # last fifth of the budget, which the plateau rule reads, comes after it), and three seeds. Each
 # run stops early once the last fifth of its steps raised its best validation SDR by less than
@@ -238,7 +238,7 @@ class AblationPlan:
     fraction_sources: int = 2
     length_factor: int = 2  # training length: train on to this multiple of the profile's steps
     length_sources: int = 3
-    design_sources: int = 2  # this round's design changes, each undone on its own
+    design_sources: int = 2  # the fair-comparison design choices, each undone on its own
     lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)  # the learning-rate grid, chosen on validation per regime
     lr_regimes: tuple[str, ...] = ("unsup", "weak", "sup", "sup@5%", "semi@5%")
     lr_sources: int = 2

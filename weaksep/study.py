@@ -1,9 +1,9 @@
 """The study as a library: what every notebook calls.
 
-(About 490 lines, one purpose: :class:`Study` is the one object that knows where
-data, CLAPs, runs and results live and which finished run to reuse; what it
-delegates to lives elsewhere: training in ``train.py``, scores in ``scores.py``,
-tables in ``tables.py``, data in ``data/``.)
+:class:`Study` is the one object that knows where data, CLAPs, runs and results
+live and which finished run to reuse; what it delegates to lives elsewhere:
+training in ``train.py``, scores in ``scores.py``, tables in ``tables.py``, data
+in ``data/``.
 
 A :class:`Study` holds one profile and knows where things live:
 

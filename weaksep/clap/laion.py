@@ -1,8 +1,8 @@
 """LAION-CLAP behind the :class:`ClapBackend` interface, loaded offline from a user's checkpoint.
 
-(About 450 lines, one purpose: every workaround below concerns loading and calling
-the one laion_clap model, and each is tested against the authors' pipeline in
-``tests/test_clap_laion.py``.)
+One purpose: every workaround below concerns loading and calling the one
+laion_clap model, and each is tested against the authors' pipeline in
+``tests/test_clap_laion.py``.
 
 The wrapped model is laion_clap's own ``CLAP`` (HTS-AT audio tower, RoBERTa
 text tower), built by laion_clap's model factory exactly as its

@@ -7,10 +7,8 @@ above the band we keep), mixed to mono, resampled to the study's rate with
 torchaudio, high-passed (TimGM6mb's saxophone samples carry a DC offset) and
 normalised to a fixed RMS. The same seed always gives the same samples.
 
-Longer than the house's ~350 lines on purpose: the phrase and event-pattern
-generators are many small functions that only :func:`make_score` calls, and this
-file is training code (``runs.TRAINING_CODE``): moving them would change the code
-hash of every committed model, which is then retrained instead of reused.
+The phrase and event-pattern generators are many small functions that only
+:func:`make_score` calls, so they live here beside it.
 """
 
 from __future__ import annotations
