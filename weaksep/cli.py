@@ -309,7 +309,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .study import Study
+    from .study import Study, resolve_data
 
     overrides = {
         k: v
@@ -344,7 +344,7 @@ def _run_train(args: argparse.Namespace) -> int:
             args.profile,
             data_root=args.data_root,
             clap_backend=args.clap,
-            manifests=args.manifests,
+            manifests=resolve_data(args.manifests, args.data_root),
             clap_checkpoint=args.clap_checkpoint,
             tokenizer_dir=args.tokenizer_dir,
             progress=not args.no_progress,
@@ -372,7 +372,7 @@ def _train_run_config(args: argparse.Namespace) -> int:
 
     from .profiles import Profile
     from .runs import RunConfig
-    from .study import Study
+    from .study import Study, resolve_data
 
     saved = json.loads(open(args.run_config, encoding="utf-8").read())
     cfg = RunConfig(**saved)
@@ -380,7 +380,7 @@ def _train_run_config(args: argparse.Namespace) -> int:
         Profile(**cfg.profile),
         data_root=args.data_root,
         clap_backend=args.clap,
-        manifests=args.manifests,
+        manifests=resolve_data(args.manifests, args.data_root),
         clap_checkpoint=args.clap_checkpoint,
         tokenizer_dir=args.tokenizer_dir,
         progress=not args.no_progress,
@@ -447,7 +447,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from .inference import load_for_inference
     from .io import atomic_write_text
     from .profiles import get_profile
-    from .study import Study
+    from .study import Study, resolve_data
 
     if not 1 <= args.sources <= 4:
         raise CliError(f"--sources must be 1..4, got {args.sources}")
@@ -467,7 +467,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         study = Study(
             profile,
             data_root=args.data_root,
-            manifests=args.manifests,
+            manifests=resolve_data(args.manifests, args.data_root),
             clap_backend=sep.run_config.get("clap", {}).get("backend"),
             clap_checkpoint=sep.clap_path,
             tokenizer_dir=args.tokenizer_dir,

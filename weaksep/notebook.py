@@ -6,7 +6,6 @@ Kept here, not in the notebooks, so that notebooks only orchestrate and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from .checkpoint import load_separator
 from .paths import portable_path
 from .plots import plot_sdr_by_regime, plot_spectrograms, plot_training_curves
 from .runs import run_label
-from .study import Study
+from .study import Study, resolve_data
 from .summary import log_minutes
 
 # tqdm.auto falls back to a text bar without ipywidgets, and says so with the path of the
@@ -48,13 +47,7 @@ def open_study(
     whose manifests are then prepared into the cache (missing and unreadable
     files skipped and counted); None trains on the rendered corpora.
     """
-    manifests = None
-    if data is not None:
-        from .data import prepare_data
-        from .paths import default_cache
-
-        key = hashlib.sha256(str(Path(data).resolve()).encode()).hexdigest()[:12]
-        manifests = prepare_data(data, default_cache() / "manifests" / key, skip_bad=True)
+    manifests = resolve_data(data)
     study = Study(
         profile,
         manifests=manifests,

@@ -48,6 +48,18 @@ def clap_card_of(path: str | Path) -> dict[str, Any]:
     return dict(safe_torch_load(path, "CLAP checkpoint").get("card") or {})
 
 
+def resolve_data(data: str | Path | None, cache: str | Path | None = None) -> Path | None:
+    """The manifest folder of ``data``: a folder of manifests itself, or the manifests of a MUSIC,
+    VGGSound or AudioCaps root prepared into ``<cache>/manifests/<hash of its path>`` (missing and
+    unreadable files skipped and counted); None for the rendered corpora."""
+    if data is None:
+        return None
+    from .data import prepare_data
+
+    key = hashlib.sha256(str(Path(data).resolve()).encode()).hexdigest()[:12]
+    return prepare_data(data, Path(cache or default_cache()) / "manifests" / key, skip_bad=True)
+
+
 def manifest_kind(csv_path: Path) -> str:
     """ "caption" for a manifest whose header is ``path,caption`` (AudioCaps), else "label".
 
@@ -131,7 +143,7 @@ class Study:
         store = self.cache / "stores" / f"{split}-{key}"
         if not (store / "index.csv").is_file():
             report = prepare_store(csv_path, store, p.sample_rate, p.clip_samples)
-            print(report.summary())
+            print(report.summary(portable_path(store, self.cache)))
         return StoredClips(store, p.clip_samples, split)
 
     def testset(self, n_sources: int, split: str = "test", corpus: str = "instruments") -> Mixture:
