@@ -19,6 +19,7 @@ import argparse
 import re
 import sys
 import warnings
+from typing import Any
 
 from .profiles import PROFILES
 
@@ -309,7 +310,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .study import Study, resolve_data
 
     overrides = {
         k: v
@@ -340,17 +340,8 @@ def _run_train(args: argparse.Namespace) -> int:
             return _train_run_config(args)
         if args.regime is None:
             raise CliError("give --regime (or --run-config)")
-        study = Study(
-            args.profile,
-            data_root=args.data_root,
-            clap_backend=args.clap,
-            manifests=resolve_data(args.manifests, args.data_root),
-            clap_checkpoint=args.clap_checkpoint,
-            tokenizer_dir=args.tokenizer_dir,
-            progress=not args.no_progress,
-            accumulate=args.accumulate,
-            workers=args.workers,
-            **({} if args.plateau_db is None else {"plateau_db": args.plateau_db}),
+        study = _training_study(
+            args, args.profile, **({} if args.plateau_db is None else {"plateau_db": args.plateau_db})
         )
         path = study.train(
             args.regime,
@@ -367,17 +358,12 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_run_config(args: argparse.Namespace) -> int:
-    import json
-
-    from .profiles import Profile
-    from .runs import RunConfig
+def _training_study(args: argparse.Namespace, profile: Any, **extra: Any) -> Any:
+    """The study ``weaksep train`` trains in: its data, CLAP and how it runs, from the arguments."""
     from .study import Study, resolve_data
 
-    saved = json.loads(open(args.run_config, encoding="utf-8").read())
-    cfg = RunConfig(**saved)
-    study = Study(
-        Profile(**cfg.profile),
+    return Study(
+        profile,
         data_root=args.data_root,
         clap_backend=args.clap,
         manifests=resolve_data(args.manifests, args.data_root),
@@ -386,8 +372,19 @@ def _train_run_config(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         accumulate=args.accumulate,
         workers=args.workers,
-        gpus=1,
+        **extra,
     )
+
+
+def _train_run_config(args: argparse.Namespace) -> int:
+    import json
+
+    from .profiles import Profile
+    from .runs import RunConfig
+
+    saved = json.loads(open(args.run_config, encoding="utf-8").read())
+    cfg = RunConfig(**saved)
+    study = _training_study(args, Profile(**cfg.profile), gpus=1)  # already one of torchrun's processes
     path = study.train_run(cfg, args.out, snapshots=args.snapshots, validate=not args.no_validate)
     print(f"model: {path}")
     return 0

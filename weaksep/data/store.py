@@ -93,7 +93,9 @@ class StoreReport:
     def summary(self, name: str | None = None) -> str:
         """One line; ``name`` stands for the store's folder (results hold no machine path)."""
         reused = self.kept - self.decoded
-        line = f"{name or self.store}: {self.kept} files, {self.seconds / 3600:.2f} h of audio ({self.decoded} decoded now"
+        line = (
+            f"{name or self.store}: {self.kept} files, {self.seconds / 3600:.2f} h of audio ({self.decoded} decoded now"
+        )
         line += f", {reused} already there)" if reused else ")"
         if self.skipped:
             line += f"; skipped {len(self.skipped)} bad file(s), listed in {name or self.store}/skipped.csv"
