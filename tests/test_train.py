@@ -379,3 +379,24 @@ def test_a_study_with_two_gpus_trains_each_run_under_torchrun(smoke_study, tmp_p
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["seed"] == 1 and saved["steps"] == 20 and saved["regime"] == "unsup"
     assert len(pd.read_csv(tmp_path / "run" / "log.csv")) == 20
+
+
+def test_validation_shared_out_over_processes_gives_the_one_process_means(smoke_study, monkeypatch):
+    """Two ranks score mixtures 0, 2, ... and 1, 3, ...; the all-reduced sums give validate()'s means."""
+    import torch.distributed
+
+    from weaksep.train import build_separator
+    from weaksep.validation import validate, validate_across_processes
+
+    cfg = smoke_study.run_config("unsup", 2, steps=5)
+    model = build_separator(cfg, smoke_study.profile, smoke_study.clap(), smoke_study.clips("train"))
+    val = smoke_study.testset(2, "val")
+    shares = []
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda t: shares.append(t.clone()))
+    for rank in (0, 1):
+        validate_across_processes(model, smoke_study.clap(), val, 2, rank, 2)
+    total = shares[0] + shares[1]
+    whole = validate(model, smoke_study.clap(), val, 2)
+    assert int(total[2]) == 2 * len(val)  # every query once
+    assert float(total[0] / total[2]) == pytest.approx(whole["val_sdr"], abs=1e-6)  # other batches: float noise
+    assert float(total[1] / total[2]) == pytest.approx(whole["val_si_sdr"], abs=1e-6)

@@ -34,7 +34,7 @@ from .objective import LOSS_TERMS, BatchSource, StepBatches, micro_batches, step
 from .profiles import Profile
 from .runs import RunConfig, same_run, separator_config, why_not_same_run
 from .text_norm import vocabulary_statistics
-from .validation import VAL_COLUMNS, plateau_rise, validate
+from .validation import VAL_COLUMNS, plateau_rise, validate_across_processes
 
 # Steps between two checks of the loss terms (finite?) and their copy to the host for the log.
 CHECK_EVERY = 50
@@ -199,10 +199,11 @@ def train(
             bar.set_postfix(loss=f"{log_rows[-1]['loss_total']:.4f}")
         if not at_checkpoint:
             continue
+        if val is not None:  # every rank scores its share of the validation mixtures
+            scores = validate_across_processes(model, clap, val, profile.eval_batch_size, rt.rank, rt.world_size)
+            model.train()
         if rt.is_main:
             if val is not None:
-                scores = validate(model, clap, val, profile.eval_batch_size)
-                model.train()
                 best_before = max((float(r["val_sdr"]) for r in val_rows), default=-math.inf)
                 val_rows.append({"step": done_steps, **scores})
                 _write_csv(out / "val.csv", val_rows, VAL_COLUMNS)

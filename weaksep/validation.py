@@ -20,9 +20,8 @@ VAL_COLUMNS = ["step", "val_sdr", "val_si_sdr"]
 LAST_SHARE = 0.2  # "plateaued": the last fifth of the steps raised the best validation SDR by less than the tolerance
 
 
-@torch.no_grad()
-def validate(model: Separator, clap: ClapBackend, val: Mixture, batch_size: int = 16) -> dict[str, float]:
-    """Mean bss_eval SDR and SI-SDR (dB) over every query of the validation mixtures."""
+def _query_scores(model: Separator, clap: ClapBackend, val: Mixture, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """bss_eval SDR and SI-SDR (dB) of every query of ``val``, a silent estimate at the floor."""
     estimates = separate_testset(model, clap, val, batch_size)
     sdr, si = [], []
     for k in range(len(val)):
@@ -30,7 +29,31 @@ def validate(model: Separator, clap: ClapBackend, val: Mixture, batch_size: int 
             sdr.append(row["sdr"])
             si.append(row["si_sdr"])
     floor = lambda x: np.nan_to_num(np.asarray(x, dtype=float), nan=SILENT_FLOOR_DB)  # noqa: E731
-    return {"val_sdr": float(floor(sdr).mean()), "val_si_sdr": float(floor(si).mean())}
+    return floor(sdr), floor(si)
+
+
+@torch.no_grad()
+def validate(model: Separator, clap: ClapBackend, val: Mixture, batch_size: int = 16) -> dict[str, float]:
+    """Mean bss_eval SDR and SI-SDR (dB) over every query of the validation mixtures."""
+    sdr, si = _query_scores(model, clap, val, batch_size)
+    return {"val_sdr": float(sdr.mean()), "val_si_sdr": float(si.mean())}
+
+
+@torch.no_grad()
+def validate_across_processes(
+    model: Separator, clap: ClapBackend, val: Mixture, batch_size: int, rank: int, world_size: int
+) -> dict[str, float]:
+    """:func:`validate` with the mixtures shared out over the processes of a torchrun job (mixture
+    k to rank k mod world_size), every rank returning the same means; :func:`validate` itself on
+    one process."""
+    if world_size == 1:
+        return validate(model, clap, val, batch_size)
+    mine = list(range(rank, len(val), world_size))
+    sdr, si = _query_scores(model, clap, val.subset(mine), batch_size) if mine else (np.zeros(0), np.zeros(0))
+    device = next(model.parameters()).device
+    sums = torch.tensor([sdr.sum(), si.sum(), float(len(sdr))], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(sums)
+    return {"val_sdr": float(sums[0] / sums[2]), "val_si_sdr": float(sums[1] / sums[2])}
 
 
 def plateau_rise(steps: list[int], val_sdr: list[float]) -> float | None:

@@ -71,6 +71,19 @@ class Mixture:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def subset(self, indices: Sequence[int]) -> Mixture:
+        """The mixtures ``indices``, in that order (a rank's share of a validation set)."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        pick = [int(i) for i in idx]
+        return Mixture(
+            self.mixtures[idx],
+            self.sources[idx],
+            [self.labels[i] for i in pick],
+            [self.texts[i] for i in pick],
+            None if self.clip_indices is None else self.clip_indices[idx],
+            None if self.gains_db is None else self.gains_db[idx],
+        )
+
     @property
     def n_sources(self) -> int:
         return int(self.sources.shape[1])
