@@ -145,3 +145,20 @@ def test_the_step_loader_gives_the_same_batches_with_workers(smoke_study):
     ahead = [b.weak.mixture for b in step_loader(source, 1, 4, workers=2)]
     assert len(inline) == 3 and all(torch.equal(x, y) for x, y in zip(inline, ahead))
     assert torch.equal(inline[0], source.batch(1).weak.mixture)
+
+
+def test_prepare_decode_fills_the_stores_a_study_reads(tmp_path, capsys):
+    from weaksep.data.__main__ import main
+    from weaksep.data.fixtures import write_fixture
+    from weaksep.study import Study
+
+    write_fixture("vggsound", tmp_path / "root")
+    args = ["prepare", "--root", str(tmp_path / "root"), "--out", str(tmp_path / "m"), "--skip-bad"]
+    args += ["--decode", "--profile", "smoke", "--cache", str(tmp_path / "cache"), "--workers", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("decoded now") == 3  # train, val, test
+    study = Study("smoke", data_root=tmp_path / "cache", manifests=tmp_path / "m", progress=False)
+    clips = study.clips("train")  # found decoded: nothing is decoded again
+    assert isinstance(clips, StoredClips) and "decoded now" not in capsys.readouterr().out
+    assert len(clips) > 0 and clips.sample_rate == study.profile.sample_rate

@@ -32,7 +32,7 @@ from .checkpoint import load_separator, read_checkpoint
 from .clap import ClapBackend, load_clap
 from .data import ClipSet, Mixture, build_mixtures, load_clips, load_or_build_testset
 from .data.layouts import prepared_report
-from .data.store import STORE_VERSION, StoredClips, prepare_store
+from .data.store import StoredClips, prepare_store, store_dir
 from .evaluate import evaluate_separators
 from .io import atomic_torch_save, atomic_write_text, safe_torch_load
 from .model import Separator
@@ -139,8 +139,7 @@ class Study:
         (:mod:`weaksep.data.store`) and read in crops: random across each file for training,
         the centre for validation and test."""
         p, csv_path = self.profile, self.manifests / f"{split}.csv"
-        key = hashlib.sha256(csv_path.read_bytes() + repr((p.sample_rate, STORE_VERSION)).encode()).hexdigest()[:12]
-        store = self.cache / "stores" / f"{split}-{key}"
+        store = store_dir(self.cache, csv_path, p.sample_rate)
         if not (store / "index.csv").is_file():
             report = prepare_store(csv_path, store, p.sample_rate, p.clip_samples)
             print(report.summary(portable_path(store, self.cache)))

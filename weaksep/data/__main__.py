@@ -4,11 +4,12 @@
     renders the corpora of a profile (cached: a second run with the same
     settings does nothing) and prints what is on disk: clips per split,
     seconds of audio, soundfonts, bytes, time taken and the folder.
-``prepare [--layout music|vggsound|audiocaps] --root DIR --out MANIFESTS [--skip-bad]``
+``prepare [--layout music|vggsound|audiocaps] --root DIR --out MANIFESTS [--skip-bad] [--decode --profile P]``
     writes ``MANIFESTS/train.csv``, ``val.csv``, ``test.csv`` for a MUSIC,
     VGGSound or AudioCaps download (layout detected when not given) and prints
     one summary line; a bad row or corrupt audio file stops it unless
-    ``--skip-bad``.
+    ``--skip-bad``. ``--decode`` then decodes every file once into the stores a
+    study of profile P reads (``weaksep/data/store.py``), in parallel, resumably.
 ``fixture --layout music|vggsound|audiocaps --out DIR [--seed N]``
     writes a tiny dataset in that public layout from rendered audio, with a few
     missing files and one corrupt file (see ``weaksep/data/fixtures.py``).
@@ -87,6 +88,18 @@ def _prepare(args: argparse.Namespace) -> int:
         print(f"note: {note}", flush=True)
     if folder == args.root:
         print(f"{folder} already holds manifests (train.csv, test.csv): use it as it is", flush=True)
+    if args.decode:
+        from ..paths import default_cache
+        from .store import prepare_store, store_dir
+
+        profile = get_profile(args.profile)
+        cache = args.cache or default_cache()
+        for split in ("train", "val", "test"):
+            manifest = Path(folder) / f"{split}.csv"
+            if manifest.is_file():
+                store = store_dir(cache, manifest, profile.sample_rate)
+                report = prepare_store(manifest, store, profile.sample_rate, profile.clip_samples, args.workers)
+                print(report.summary(), flush=True)
     return 0
 
 
@@ -130,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out bad rows and corrupt audio files (listed) instead of stopping at the first",
     )
+    prepare.add_argument(
+        "--decode",
+        action="store_true",
+        help="also decode every file once, at the profile's rate, into the stores a study reads "
+        "(<cache>/stores; resumable, bad files skipped and listed)",
+    )
+    prepare.add_argument(
+        "--profile", default=None, choices=sorted(PROFILES), help="with --decode: whose sample rate and clip length"
+    )
+    prepare.add_argument(
+        "--cache", default=None, type=Path, help="with --decode: the cache (default: $WEAKSEP_CACHE or ./.cache)"
+    )
+    prepare.add_argument("--workers", default=None, type=int, help="with --decode: decoding processes (default: CPUs)")
     prepare.set_defaults(run=_prepare)
 
     fixture = sub.add_parser("fixture", help="write a tiny dataset in a public layout, from rendered audio")

@@ -18,6 +18,7 @@ centre crop is silent is left out of validation and test (it would score nothing
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +34,14 @@ from .manifest import SILENCE_PEAK, ManifestError, read_audio
 INDEX_COLUMNS = ("file", "source", "label", "entities", "samples", "seconds", "centre_peak")
 STORE_VERSION = 1  # bump when what a store holds changes: stores of another version are rebuilt
 MAX_REDRAWS = 32  # draws of a training crop before the loudest of them is taken (cheap: memory-mapped reads)
+
+
+def store_dir(cache: str | Path, manifest: str | Path, sample_rate: int) -> Path:
+    """Where the store of ``manifest`` at ``sample_rate`` lives in ``cache`` (``<cache>/stores/<split>-<hash>``):
+    the same manifest at the same rate is decoded once, whoever asks first."""
+    manifest = Path(manifest)
+    key = hashlib.sha256(manifest.read_bytes() + repr((int(sample_rate), STORE_VERSION)).encode()).hexdigest()[:12]
+    return Path(cache) / "stores" / f"{manifest.stem}-{key}"
 
 
 def _centre(n: int, clip: int) -> int:
