@@ -56,6 +56,7 @@ TRAINING_CODE = (
     "data/classes.py",
     "data/captions.py",
     "data/manifest.py",
+    "data/store.py",
     "clap/__init__.py",
     "clap/base.py",
     "clap/proxy.py",
