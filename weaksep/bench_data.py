@@ -13,6 +13,7 @@ measures how much of one long recording 200 training crops cover. Figures go to
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import threading
@@ -90,30 +91,35 @@ def write_vggsound(root: Path, n_clips: int, seconds: float = 10.0, copies: int 
 
 
 class _TreeMemory:
-    """The peak of the summed resident memory of this process and its children, sampled every 20 ms."""
+    """Peaks of the summed memory of this process and its children, sampled every 20 ms: resident
+    (RSS, which counts a page shared by forked workers once per process) and proportional (PSS,
+    which divides a shared page among the processes that share it)."""
 
     def __init__(self) -> None:
-        self.peak = 0
+        self.peak = self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> int:
+    def _sample(self) -> tuple[int, int]:
         me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
+        rss = pss = 0
+        for proc in [me, *me.children(recursive=True)]:
             try:
-                total += child.memory_info().rss
+                info = proc.memory_full_info()
             except psutil.Error:
-                pass
-        return total
+                continue
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+        return rss, pss
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
+            rss, pss = self._sample()
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             time.sleep(0.02)
 
     def __enter__(self) -> _TreeMemory:
-        self.peak = self._sample()
+        self.peak, self.peak_pss = self._sample()
         self._thread.start()
         return self
 
@@ -153,12 +159,19 @@ def _read_batches(store: Path, profile_name: str, n_batches: int, workers: int) 
     clips = StoredClips(store, p.clip_samples)
     cfg = RunConfig(regime="weak", n_sources=2, profile=p.to_dict(), steps=n_batches)
     source = BatchSource(clips, cfg, p, p.batch_size, 0)
+    loader = step_loader(source, 0, n_batches, workers=workers)
     with _TreeMemory() as memory:
         t0 = time.perf_counter()
-        for _ in step_loader(source, 0, n_batches, workers=workers):
+        for _ in loader:
             pass
         seconds = time.perf_counter() - t0
-    return {"batches_per_s": n_batches / seconds, "peak_rss_mb": memory.peak / 2**20}
+    del loader  # its persistent workers end here, not when a later measurement has begun
+    gc.collect()
+    return {
+        "batches_per_s": n_batches / seconds,
+        "peak_rss_mb": memory.peak / 2**20,
+        "peak_pss_mb": memory.peak_pss / 2**20,
+    }
 
 
 def bench_layout(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import multiprocessing
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -128,7 +129,9 @@ def prepare_store(
     existed = {j[1] for j in jobs if Path(j[1]).is_file()}
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawn, not fork: a process that has run torch's OpenMP kernels cannot fork children that
+        # run them again (they hang: seen here when a study prepared a store after it had trained)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_decode_one, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
     else:
         results = [_decode_one(j) for j in jobs]
