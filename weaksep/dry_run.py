@@ -74,23 +74,13 @@ def _flops_and_saved_bytes(fn) -> tuple[float, float]:
 
 
 def _htsat_audio_tower() -> torch.nn.Module | None:
-    """An untrained HTSAT-base audio branch as LAION-CLAP builds it, or None without laion_clap."""
+    """An untrained HTSAT-base LAION-CLAP (its audio branch is what counts here), or None without laion_clap."""
     try:
-        from transformers import RobertaConfig
+        from .clap.untrained import untrained_clap_model
 
-        from .clap import laion
+        return untrained_clap_model("HTSAT-base", vocab_size=100)
     except ImportError:
         return None
-    text_config = RobertaConfig(
-        vocab_size=100,
-        hidden_size=768,
-        num_hidden_layers=1,
-        num_attention_heads=12,
-        intermediate_size=768,
-        max_position_embeddings=80,
-    )
-    model = laion.build_clap_model("HTSAT-base", False, "None", text_config)
-    return model
 
 
 def dry_run(

@@ -18,6 +18,7 @@ a resumed run draws exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,35 +50,28 @@ class StepBatches:
         return StepBatches(*(None if b is None else _batch_pinned(b) for b in (self.weak, self.labelled)))
 
 
+def _map_batch(batch: MixBatch, tensors: Callable[[Tensor], Tensor], lists: Callable[[list], list] = list) -> MixBatch:
+    """``batch`` with ``tensors`` applied to each of its tensors and ``lists`` to its per-example lists."""
+    return MixBatch(
+        mixture=tensors(batch.mixture),
+        submixtures=tensors(batch.submixtures),
+        texts=lists(batch.texts),
+        entities=lists(batch.entities),
+        sources=None if batch.sources is None else tensors(batch.sources),
+    )
+
+
 def _batch_to(batch: MixBatch, device: torch.device) -> MixBatch:
     # non_blocking: a copy from pinned memory overlaps the previous step's kernels on a GPU
-    return MixBatch(
-        mixture=batch.mixture.to(device, non_blocking=True),
-        submixtures=batch.submixtures.to(device, non_blocking=True),
-        texts=batch.texts,
-        entities=batch.entities,
-        sources=None if batch.sources is None else batch.sources.to(device, non_blocking=True),
-    )
+    return _map_batch(batch, lambda t: t.to(device, non_blocking=True))
 
 
 def _batch_pinned(batch: MixBatch) -> MixBatch:
-    return MixBatch(
-        mixture=batch.mixture.pin_memory(),
-        submixtures=batch.submixtures.pin_memory(),
-        texts=batch.texts,
-        entities=batch.entities,
-        sources=None if batch.sources is None else batch.sources.pin_memory(),
-    )
+    return _map_batch(batch, lambda t: t.pin_memory())
 
 
 def _batch_slice(batch: MixBatch, start: int, stop: int) -> MixBatch:
-    return MixBatch(
-        mixture=batch.mixture[start:stop],
-        submixtures=batch.submixtures[start:stop],
-        texts=batch.texts[start:stop],
-        entities=batch.entities[start:stop],
-        sources=None if batch.sources is None else batch.sources[start:stop],
-    )
+    return _map_batch(batch, lambda t: t[start:stop], lambda x: x[start:stop])
 
 
 def micro_batches(batches: StepBatches, k: int, contrastive_group: int = 1) -> list[StepBatches]:

@@ -119,6 +119,8 @@ def train(
     """
     from tqdm.auto import tqdm
 
+    if accumulate < 1:
+        raise ValueError(f"accumulate must be >= 1, got {accumulate}")
     out = Path(out_dir)
     rt = setup_runtime()
     final, best_path, ckpt_path = out / "model.pt", out / "best.pt", out / "checkpoint.pt"
@@ -162,8 +164,6 @@ def train(
     source = BatchSource(clips, cfg, profile, profile.batch_size // rt.world_size, rt.rank)
     if rt.is_main and source.labelled_indices:
         atomic_write_text(out / "labelled_clips.json", json.dumps(source.labelled_indices) + "\n")
-    if accumulate < 1:
-        raise ValueError(f"accumulate must be >= 1, got {accumulate}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if rt.device.type == "cuda" else nullcontext()
 
     model.train()

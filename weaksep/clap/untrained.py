@@ -38,12 +38,11 @@ def make_tokenizer_dir(root: Path) -> tuple[Path, int]:
     return root, bpe.get_vocab_size()
 
 
-def make_checkpoint(path: Path, audio_model: str, vocab_size: int, fusion: bool = False) -> dict[str, torch.Tensor]:
-    """Random CLAP weights in the authors' layout: {'state_dict': {'module.<key>': tensor}, 'epoch': ...}."""
+def untrained_clap_model(audio_model: str, vocab_size: int, fusion: bool = False) -> torch.nn.Module:
+    """LAION-CLAP as laion_clap builds it, random weights: the real audio tower ``audio_model``
+    beside a small RoBERTa text tower (768 wide, because laion_clap's projection expects it)."""
     from transformers import RobertaConfig
 
-    torch.manual_seed(0)
-    # A small text tower keeps the file small; 768 wide because laion_clap's projection expects it.
     text_config = RobertaConfig(
         vocab_size=vocab_size,
         hidden_size=768,
@@ -54,7 +53,13 @@ def make_checkpoint(path: Path, audio_model: str, vocab_size: int, fusion: bool 
         type_vocab_size=1,
         layer_norm_eps=1e-5,
     )
-    model = laion.build_clap_model(audio_model, fusion, "aff_2d" if fusion else "None", text_config)
+    return laion.build_clap_model(audio_model, fusion, "aff_2d" if fusion else "None", text_config)
+
+
+def make_checkpoint(path: Path, audio_model: str, vocab_size: int, fusion: bool = False) -> dict[str, torch.Tensor]:
+    """Random CLAP weights in the authors' layout: {'state_dict': {'module.<key>': tensor}, 'epoch': ...}."""
+    torch.manual_seed(0)
+    model = untrained_clap_model(audio_model, vocab_size, fusion)
     with torch.no_grad():
         model.logit_scale_a.fill_(math.log(LOGIT_SCALE))
         # Batch-norm statistics that differ from a fresh model's, so a skipped buffer would show.
