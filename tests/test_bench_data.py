@@ -10,7 +10,9 @@ def test_bench_data_reports_every_layout_and_size(tmp_path):
     args = ["--work", str(tmp_path / "work"), "--music-files", "11", "--music-seconds", "8"]
     args += ["--vggsound-clips", "40", "--scale", "2", "--profile", "smoke", "--batches", "4", "--out", str(out)]
     assert main(["bench-data", *args]) == 0
-    rows = json.loads(out.read_text())
+    written = json.loads(out.read_text())
+    assert written["finished"] and written["command"].startswith("weaksep bench-data")
+    rows = written["rows"]
     assert [(r["layout"], r["copies"]) for r in rows] == [("music", 1), ("vggsound", 1), ("music", 2), ("vggsound", 2)]
     for r in rows:
         assert r["prepare_s"] > 0 and r["train_files"] > 0

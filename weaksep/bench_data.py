@@ -18,6 +18,7 @@ import json
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -209,8 +210,12 @@ def bench_data(
     n_batches: int = 200,
     workers: tuple[int, ...] = (0, 2),
     keep: bool = False,
+    on_row: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every row of the benchmark (see the module docstring), in ``out_dir`` (removed unless ``keep``)."""
+    """Every row of the benchmark (see the module docstring), in ``out_dir`` (removed unless ``keep``).
+
+    ``on_row`` is called with the rows so far after each one, so that a run that stops keeps them.
+    """
     rows = []
     try:
         for copies in (1, scale):
@@ -223,6 +228,8 @@ def bench_data(
                 work = out_dir / f"{layout}-x{copies}"
                 rows.append(bench_layout(layout, root, work, profile_name, n_batches, copies, workers))
                 print(json.dumps(rows[-1]), flush=True)
+                if on_row is not None:
+                    on_row(rows)
     finally:
         if not keep:
             shutil.rmtree(out_dir, ignore_errors=True)

@@ -561,6 +561,16 @@ def _run_bench_data(args: argparse.Namespace) -> int:
     from .bench_data import bench_data
     from .io import atomic_write_text
 
+    command = (
+        f"weaksep bench-data --music-files {args.music_files} --music-seconds {args.music_seconds:g} "
+        f"--vggsound-clips {args.vggsound_clips} --scale {args.scale} --profile {args.profile} --batches {args.batches}"
+    )
+
+    def write(rows: list, finished: bool = False) -> None:  # after every row: a stopped run keeps its rows
+        atomic_write_text(
+            args.out, json.dumps({"command": command, "finished": finished, "rows": rows}, indent=2) + "\n"
+        )
+
     rows = bench_data(
         Path(args.work),
         music_files=args.music_files,
@@ -569,8 +579,9 @@ def _run_bench_data(args: argparse.Namespace) -> int:
         scale=args.scale,
         profile_name=args.profile,
         n_batches=args.batches,
+        on_row=write,
     )
-    atomic_write_text(args.out, json.dumps(rows, indent=2) + "\n")
+    write(rows, finished=True)
     print(f"written: {args.out}")
     return 0
 
