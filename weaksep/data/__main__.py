@@ -10,6 +10,11 @@
     one summary line; a bad row or corrupt audio file stops it unless
     ``--skip-bad``. ``--decode`` then decodes every file once into the stores a
     study of profile P reads (``weaksep/data/store.py``), in parallel, resumably.
+``recorded [--cache DIR] [--fixture]``
+    builds the recorded corpus (real recordings from Debian packages, fetched with
+    ``apt-get download`` once; ``weaksep/data/recorded_rules.py`` says which files and
+    classes) into ``<cache>/recorded`` and prints its size; ``--fixture`` builds the
+    tiny stand-in the tests use into ``<cache>/recorded-fixture`` instead.
 ``fixture --layout music|vggsound|audiocaps --out DIR [--seed N]``
     writes a tiny dataset in that public layout from rendered audio, with a few
     missing files and one corrupt file (see ``weaksep/data/fixtures.py``).
@@ -40,6 +45,7 @@ from .corpus import (
 )
 from .layouts import DATASET_LAYOUTS, prepare_data
 from .manifest import ManifestError
+from .recorded import RecordedCorpusError
 
 PROG = "python -m weaksep.data"
 
@@ -117,6 +123,14 @@ def _fixture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recorded(args: argparse.Namespace) -> int:
+    from .recorded import recorded_corpus
+
+    folder = recorded_corpus(args.cache, fixture=args.fixture)
+    print(f"recorded corpus: {folder} (DATA={folder} for make reproduce; classes.csv lists its classes)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--workers", default=None, type=int, help="with --decode: decoding processes (default: CPUs)")
     prepare.set_defaults(run=_prepare)
 
+    recorded = sub.add_parser("recorded", help="build the recorded corpus from Debian packages (apt-get download)")
+    recorded.add_argument("--cache", default=None, type=Path, help="the cache (default: $WEAKSEP_CACHE or ./.cache)")
+    recorded.add_argument("--fixture", action="store_true", help="the tiny stand-in packages the tests build instead")
+    recorded.set_defaults(run=_recorded)
+
     fixture = sub.add_parser("fixture", help="write a tiny dataset in a public layout, from rendered audio")
     fixture.add_argument("--layout", required=True, choices=DATASET_LAYOUTS, help="which dataset's layout")
     fixture.add_argument("--out", required=True, type=Path, help="new or empty folder to write it into")
@@ -180,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     try:
         return args.run(args)
-    except (ManifestError, OSError) as e:  # LayoutError is a ManifestError; OSError: missing, existing, denied
+    except (
+        ManifestError,
+        OSError,
+        RecordedCorpusError,
+    ) as e:  # LayoutError is a ManifestError; OSError: missing, existing, denied
         print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
 
