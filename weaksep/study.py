@@ -609,7 +609,7 @@ class Study:
         """
         loaded = {label: load_separator(path) for label, path in runs.items()}
         device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        for model, _ in loaded.values():  # separate on the GPU where there is one; scores stay on the CPU
+        for model, _ in loaded.values():  # separate and score on the GPU where there is one (weaksep.scores)
             model.to(device)
         df = evaluate_separators(
             {k: m for k, (m, _) in loaded.items()},

@@ -2,7 +2,9 @@
 
 Every run is scored on the same saved validation mixtures at each checkpoint
 (bss_eval SDR and SI-SDR, mean over all queries, a silent estimate counted at
-``SILENT_FLOOR_DB``); the table then uses the best validation checkpoint.
+``SILENT_FLOOR_DB``); the table then uses the best validation checkpoint. The
+scores are computed on the model's device: on a GPU the estimates never go to
+the CPU (see :mod:`weaksep.scores`), on the CPU with the numpy reference.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ LAST_SHARE = 0.2  # "plateaued": the last fifth of the steps raised the best val
 
 def _query_scores(model: Separator, clap: ClapBackend, val: Mixture, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """bss_eval SDR and SI-SDR (dB) of every query of ``val``, a silent estimate at the floor."""
-    estimates = separate_testset(model, clap, val, batch_size)
+    estimates = separate_testset(model, clap, val, batch_size)  # (K, N, T) on the model's device
+    # References on the estimates' device too: evaluate_queries then scores on a
+    # GPU where there is one, and with numpy (as before) on the CPU.
+    sources, mixtures = val.sources.to(estimates.device), val.mixtures.to(estimates.device)
     sdr, si = [], []
     for k in range(len(val)):
-        for row in evaluate_queries(val.sources[k], estimates[k], val.mixtures[k]):
+        for row in evaluate_queries(sources[k], estimates[k], mixtures[k]):
             sdr.append(row["sdr"])
             si.append(row["si_sdr"])
     floor = lambda x: np.nan_to_num(np.asarray(x, dtype=float), nan=SILENT_FLOOR_DB)  # noqa: E731
