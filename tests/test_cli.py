@@ -419,3 +419,37 @@ def test_train_and_evaluate_front_ends(smoke_study, checkpoint, tmp_path, capsys
         == 2
     )
     assert "another scale" in capsys.readouterr().err
+
+
+def test_default_separator_is_the_one_notebook_09_names_and_instruments_one_flag_away(
+    smoke_study, checkpoint, stereo_flac, tmp_path, monkeypatch
+):
+    """Without -c, `separate` uses results/models/default_separator.json's model (its own CLAP, found
+    beside it under its cache name); --instruments uses weak_n2.pt with clap_proxy.pt."""
+    import json
+
+    import weaksep.paths
+    from weaksep.inference import default_checkpoint
+
+    models = tmp_path / "results" / "models"
+    models.mkdir(parents=True)
+    state = read_checkpoint(checkpoint)
+    clap_name = "proxy-v2-abc-data0123.pt"
+    recorded = {
+        **state["run_config"],
+        "clap": {**state["run_config"]["clap"], "checkpoint": f"<cache>/gone/{clap_name}"},
+    }
+    save_checkpoint(models / "sup_n2_recorded.pt", load_separator(checkpoint)[0], recorded, 5)
+    shutil.copyfile(smoke_study.clap_checkpoint, models / clap_name)
+    instruments = {**state["run_config"], "clap": {**state["run_config"]["clap"], "checkpoint": "/elsewhere/clap.pt"}}
+    save_checkpoint(models / "weak_n2.pt", load_separator(checkpoint)[0], instruments, 5)
+    shutil.copyfile(smoke_study.clap_checkpoint, models / "clap_proxy.pt")
+    (models / "default_separator.json").write_text(json.dumps({"model": "sup_n2_recorded.pt"}))
+    monkeypatch.setattr(weaksep.paths, "REPO_ROOT", tmp_path)
+    assert default_checkpoint() == models / "sup_n2_recorded.pt"
+    assert default_checkpoint(instruments=True) == models / "weak_n2.pt"
+    assert load_for_inference(default_checkpoint()).clap_path == models / clap_name
+    for flags, out in (([], "rec"), (["--instruments"], "inst")):
+        args = ["separate", str(stereo_flac), "-p", "cello", "-o", str(tmp_path / out), "--no-progress", *flags]
+        assert cli.main(args) == 0
+        assert _outputs(tmp_path / out / "mix") == ["cello.wav"]

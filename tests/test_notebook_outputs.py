@@ -29,6 +29,14 @@ EXPECTED = {  # notebook -> (table, N, {(regime, label_fraction)})
         {("mixture", 0.0), ("sup", 0.25), ("semi", 0.25), ("sup", 1.0), ("weak", 0.0)},
     ),
     "08_captioned_events": ("captioned_events", 2, {("mixture", 0.0), ("unsup", 0.0), ("weak", 0.0), ("sup", 1.0)}),
+    **{
+        f"09_recorded_events_n{n}": (
+            f"recorded_events_n{n}",
+            n,
+            {("mixture", 0.0), ("unsup", 0.0), ("weak", 0.0), ("sup", 1.0)},
+        )
+        for n in (2, 3)
+    },
 }
 
 
@@ -67,6 +75,8 @@ def test_clap_card_and_summary():
     # every claim that ran, comparable or not, has its dB difference inside its interval
     assert (summary["diff_low"] <= summary["diff_db"]).all() and (summary["diff_db"] <= summary["diff_high"]).all()
     assert (RESULTS / "08_caption_parser.csv").exists()
+    clap = pd.read_csv(RESULTS / "09_recorded_clap.csv")  # the recorded corpus's own CLAP beside the instrument one
+    assert len(clap) == 2 and clap["zero-shot accuracy"].between(0, 1).all()
 
 
 ABLATIONS = {  # section -> settings every smoke run of 07_ablations must have written

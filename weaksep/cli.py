@@ -42,7 +42,7 @@ def _fail(message: str) -> int:
 
 # --------------------------------------------------------------------------- separate
 def _add_separate(sub: argparse._SubParsersAction) -> None:
-    from .inference import DEFAULT_CHECKPOINT, REFERENCE_RMS
+    from .inference import DEFAULT_CHOICE, INSTRUMENT_CHECKPOINT, REFERENCE_RMS
 
     p = sub.add_parser(
         "separate",
@@ -92,8 +92,14 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
         "--checkpoint",
         default=None,
         metavar="CKPT",
-        help=f"separator checkpoint (model.pt of a training run); default: the quick study's weak "
-        f"model <repo>/{DEFAULT_CHECKPOINT}",
+        help=f"separator checkpoint (model.pt of a training run); default: the model <repo>/{DEFAULT_CHOICE} "
+        "names (the recorded-events model of notebook 09 with the best validation SDR: real sounds)",
+    )
+    p.add_argument(
+        "--instruments",
+        action="store_true",
+        help=f"without --checkpoint: the quick study's instrument model <repo>/{INSTRUMENT_CHECKPOINT} "
+        "(rendered MUSIC classes) instead of the recorded-events one",
     )
     p.add_argument(
         "--clap-checkpoint",
@@ -151,6 +157,7 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_separate(args: argparse.Namespace) -> int:
+    from .inference import default_checkpoint
     from .separate import separate_files
 
     if not 0 <= args.overlap <= 0.5:
@@ -166,7 +173,7 @@ def _run_separate(args: argparse.Namespace) -> int:
             args.audio,
             args.prompt,
             args.out,
-            args.checkpoint,
+            args.checkpoint or (default_checkpoint(instruments=True) if args.instruments else None),
             residual=args.residual,
             confidence=args.confidence,
             clap_checkpoint=args.clap_checkpoint,

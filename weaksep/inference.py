@@ -36,7 +36,11 @@ from .paths import file_sha256
 REFERENCE_RMS = TARGET_RMS * math.sqrt(2)
 DEFAULT_WINDOW_SECONDS = 2.048  # the quick profile's clip (16384 samples at 8 kHz)
 FALLBACK_CLAP = Path("results") / "models" / "clap_proxy.pt"  # relative to the repository
-DEFAULT_CHECKPOINT = Path("results") / "models" / "weak_n2.pt"  # relative to the repository: the quick study's
+INSTRUMENT_CHECKPOINT = Path("results") / "models" / "weak_n2.pt"  # relative to the repository: the quick study's
+# Which model `weaksep separate` uses without a checkpoint: written by notebook 09 (the recorded-events
+# model with the best validation SDR), else the instrument model above.
+DEFAULT_CHOICE = Path("results") / "models" / "default_separator.json"
+DEFAULT_CHECKPOINT = INSTRUMENT_CHECKPOINT  # the fallback, for messages
 
 
 # --------------------------------------------------------------------------- separation
@@ -264,11 +268,18 @@ def load_for_inference(
     )
 
 
-def default_checkpoint() -> Path:
-    """``<repo>/results/models/weak_n2.pt``, the quick study's weak model; an error saying how to make it."""
+def default_checkpoint(instruments: bool = False) -> Path:
+    """The model ``weaksep separate`` uses without a checkpoint: the one ``results/models/default_separator.json``
+    names (notebook 09: the recorded-events model with the best validation SDR), else, or with
+    ``instruments``, the quick study's instrument model ``results/models/weak_n2.pt``; an error saying how to make it."""
+    import json
+
     from .paths import REPO_ROOT  # read at call time: tests point it elsewhere
 
-    path = REPO_ROOT / DEFAULT_CHECKPOINT
+    choice = REPO_ROOT / DEFAULT_CHOICE
+    path = REPO_ROOT / INSTRUMENT_CHECKPOINT
+    if not instruments and choice.is_file():
+        path = choice.parent / json.loads(choice.read_text())["model"]
     if not path.is_file():
         raise FileNotFoundError(
             f"no checkpoint given and no default model {path}; make one with `make reproduce` (the quick study) "

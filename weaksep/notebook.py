@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .checkpoint import load_separator
+from .io import atomic_write_text
 from .paths import portable_path
 from .plots import plot_sdr_by_regime, plot_spectrograms, plot_training_curves
 from .runs import run_label
@@ -225,3 +226,28 @@ def recorded_clap_table(study: Study, instrument_study: Study) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def choose_default_separator(study: Study, pattern: str = "*_n2_recorded*.pt") -> dict[str, Any]:
+    """Name the model ``weaksep separate`` uses by default: of the models in ``results/models``
+    matching ``pattern`` (the recorded-events models at N = 2, every regime and seed), the one with
+    the best validation SDR (validation mixtures differ with N, so N is fixed). Writes
+    ``results/models/default_separator.json`` (the model, its validation SDR and every candidate's)."""
+    from .inference import DEFAULT_CHOICE
+
+    candidates = {}
+    for model in sorted((study.results / "models").glob(pattern)):
+        selection = study.selection(model)
+        if selection is not None and selection.get("best_val_sdr") is not None:
+            candidates[model.name] = round(float(selection["best_val_sdr"]), 3)
+    if not candidates:
+        raise FileNotFoundError(f"no model matching {pattern} with a validation record in {study.results / 'models'}")
+    best = max(candidates, key=candidates.__getitem__)
+    choice = {
+        "model": best,
+        "best_val_sdr": candidates[best],
+        "rule": f"best validation SDR (dB) among {pattern}",
+        "candidates": candidates,
+    }
+    atomic_write_text(study.results / "models" / DEFAULT_CHOICE.name, json.dumps(choice, indent=2) + "\n")
+    return choice
