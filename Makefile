@@ -71,7 +71,7 @@ reproduce: setup $(foreach nb,$(STUDY_NOTEBOOKS),$(STAMPS)/$(nb).done)
 # The recorded corpus of notebook 09 (real recordings from Debian packages, fetched once with
 # apt-get download into .cache/recorded; weaksep/data/recorded_rules.py says what is used).
 recorded: setup
-	$(BIN)/python -m weaksep.data recorded
+	$(BIN)/python -m weaksep data recorded
 
 # SECTIONS=design,lr: only those sections of notebook 07 (weaksep/ablation_runs.py lists them), made
 # every time they are asked for.
@@ -88,7 +88,7 @@ $(STAMPS)/%.done: notebooks/%.ipynb $(SOURCES) | setup
 		$(if $(filter 07_ablations,$*),$(NB07_PARAMS)) --log-output --no-progress-bar
 	@# The notebook keeps every redraw of a progress bar (about 0.9 MB per training notebook):
 	@# keep only the last, as a terminal shows it.
-	$(BIN)/python -m weaksep.collapse_progress $(RESULTS)/notebooks/$*.ipynb.tmp
+	$(BIN)/python -m weaksep collapse-progress $(RESULTS)/notebooks/$*.ipynb.tmp
 	mv $(RESULTS)/notebooks/$*.ipynb.tmp $(RESULTS)/notebooks/$*.ipynb
 	touch $@
 
@@ -103,22 +103,22 @@ $(STAMPS)/06_try_it.done: $(STAMPS)/01_two_source.done
 # The level of the CLAP's mixture-to-prompt score below which `weaksep separate` warns that a
 # prompted sound may be absent, measured on the test mixtures (weaksep/confidence.py).
 confidence: setup $(STAMPS)/00_pretrain_clap.done
-	$(BIN)/python -m weaksep.confidence --profile $(PROFILE) --no-progress $(if $(CLAP_CKPT),--clap-checkpoint $(abspath $(CLAP_CKPT)))
+	$(BIN)/python -m weaksep confidence --profile $(PROFILE) --no-progress $(if $(CLAP_CKPT),--clap-checkpoint $(abspath $(CLAP_CKPT)))
 
 figures: setup
-	$(BIN)/python -m weaksep.plots $(RESULTS)
+	$(BIN)/python -m weaksep figures $(RESULTS)
 
 # Training steps are timed beside those of BENCH_BEFORE (the commit before the speed-up of
 # issue 11), checked out into .cache/bench, in alternating fresh processes.
 BENCH_BEFORE ?= efaac6a
 bench: setup
-	$(BIN)/python -m weaksep.bench --before $(BENCH_BEFORE)
+	$(BIN)/python -m weaksep bench --before $(BENCH_BEFORE)
 
 # One whole quick training run per cell (its own steps, validation and stopping), each beside
 # BENCH_BEFORE's, in fresh processes: about 30 min for these four. Needs quick's CLAP (notebook 00).
 BENCH_RUNS ?= unsup:2 weak:2 sup:2 semi:2
 bench-runs: setup
-	$(BIN)/python -m weaksep.bench --before $(BENCH_BEFORE) --whole-runs $(BENCH_RUNS)
+	$(BIN)/python -m weaksep bench --before $(BENCH_BEFORE) --whole-runs $(BENCH_RUNS)
 
 # The data path at a real dataset's size (weaksep/bench_data.py): results/bench_data.json.
 bench-data: setup

@@ -1,4 +1,4 @@
-"""``python -m weaksep.bench --whole-runs``: whole training runs timed beside another checkout's."""
+"""``weaksep bench --whole-runs``: whole training runs timed beside another checkout's."""
 
 import re
 

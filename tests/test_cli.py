@@ -325,14 +325,42 @@ def test_absent_warnings_only_with_a_threshold_of_the_same_clap(
     assert "broken.json" in capsys.readouterr().err and not (tmp_path / "broken").exists()
 
 
-def test_every_option_of_every_subcommand_is_explained():
-    parser = cli.build_parser()
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subs.choices) == {"separate", "train", "evaluate", "gpu-check", "bench-data"}
-    for name, sub in subs.choices.items():
-        for action in sub._actions:
-            assert action.help and action.help.strip(), f"weaksep {name} {action.option_strings or action.dest}"
-        assert cli.main([name, "--help"]) == 0
+VERBS = {
+    "separate",
+    "confidence",
+    "train",
+    "evaluate",
+    "data",
+    "figures",
+    "collapse-progress",
+    "bench",
+    "bench-step",
+    "bench-data",
+    "gpu-check",
+    "budget",
+}
+
+
+def _verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(subs[0].choices) if subs else {}
+
+
+def test_every_option_of_every_subcommand_is_explained(capsys):
+    assert set(_verbs(cli.build_parser())) == VERBS
+    assert set(_verbs(_verbs(cli.build_parser())["data"])) == {"render", "prepare", "recorded", "fixture"}
+    assert cli.main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"    {verb} " in listed or f"    {verb}\n" in listed for verb in VERBS), listed
+    todo = [([name], sub) for name, sub in _verbs(cli.build_parser()).items()]
+    while todo:
+        words, parser = todo.pop()
+        for action in parser._actions:
+            assert action.help and action.help.strip(), (
+                f"weaksep {' '.join(words)} {action.option_strings or action.dest}"
+            )
+        assert cli.main([*words, "--help"]) == 0
+        todo += [([*words, name], sub) for name, sub in _verbs(parser).items()]
 
 
 @pytest.mark.slow

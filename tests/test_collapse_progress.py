@@ -7,7 +7,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from weaksep.collapse_progress import collapse_progress, main
+from weaksep.cli import main
+from weaksep.collapse_progress import collapse_progress
 from weaksep.paths import REPO_ROOT
 
 
@@ -38,11 +39,14 @@ def test_a_progress_bar_keeps_its_last_redraw_and_every_other_output(tmp_path):
     ]
 
 
-def test_a_file_that_is_not_a_notebook_is_named_and_left_as_it_was(tmp_path):
+def test_a_file_that_is_not_a_notebook_is_named_and_left_as_it_was(tmp_path, capsys):
     path = tmp_path / "summary.ipynb"
     path.write_text("profile,sdr\n")
     with pytest.raises(ValueError, match="summary.ipynb: not a Jupyter notebook"):
-        main([str(path)])
+        collapse_progress(path)
+    assert main(["collapse-progress", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("weaksep: error: ") and "summary.ipynb: not a Jupyter notebook" in err
     assert path.read_text() == "profile,sdr\n"
     assert list(tmp_path.iterdir()) == [path]
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from weaksep.confidence import confidence_scores, cut_windows, load_threshold, main, window_starts
+from weaksep.cli import main
+from weaksep.confidence import confidence_scores, cut_windows, load_threshold, window_starts
 from weaksep.data import corpus_classes
 from weaksep.paths import file_sha256
 from weaksep.scores import clap_similarity
@@ -54,6 +55,7 @@ def test_threshold_is_the_5th_percentile_of_present_prompt_scores(smoke_study, t
     assert (
         main(
             [
+                "confidence",
                 "--profile",
                 "smoke",
                 "--sources",
@@ -108,7 +110,7 @@ def test_threshold_is_the_5th_percentile_of_present_prompt_scores(smoke_study, t
     none, note = load_threshold(out, other)
     assert none is None and "another CLAP" in note
     none, note = load_threshold(tmp_path / "missing.json", smoke_study.clap_checkpoint)
-    assert none is None and "missing.json does not exist" in note and "python -m weaksep.confidence" in note
+    assert none is None and "missing.json does not exist" in note and "weaksep confidence" in note
     with pytest.raises(FileNotFoundError, match="missing.json"):
         load_threshold(tmp_path / "missing.json", smoke_study.clap_checkpoint, required=True)
     (tmp_path / "bad.json").write_text(json.dumps({"threshold": 0.1}))

@@ -243,9 +243,9 @@ def test_erhu_slides_and_vibrato_violin_does_not_slide():
 
 
 def test_cli_prints_what_it_wrote(tmp_path, capsys):
-    from weaksep.data.__main__ import main
+    from weaksep.cli import main
 
-    args = ["render", "--profile", "smoke", "--out", str(tmp_path), "--corpus", "events"]
+    args = ["data", "render", "--profile", "smoke", "--out", str(tmp_path), "--corpus", "events"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert f"{tmp_path / 'smoke' / 'events'}: {19 * len(EVENTS)} clips" in out

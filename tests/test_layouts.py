@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from weaksep.cli import build_parser, main
 from weaksep.data import (
     LayoutError,
     ManifestError,
@@ -25,7 +26,6 @@ from weaksep.data import (
     vggsound_split,
     write_fixture,
 )
-from weaksep.data import __main__ as data_cli
 from weaksep.data.layouts import hash_fraction
 from weaksep.profiles import get_profile
 
@@ -339,12 +339,12 @@ def test_write_fixture_refuses_a_folder_in_use(tmp_path):
 def test_cli_prepare_stops_at_the_corrupt_file_and_skips_it_on_request(trees, tmp_path, capsys):
     record = trees["audiocaps"]
     out = tmp_path / "m"
-    assert data_cli.main(["prepare", "--root", record.root, "--out", str(out)]) == 2
+    assert main(["data", "prepare", "--root", record.root, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("python -m weaksep.data: error: ") and "\n" not in err
+    assert err.startswith("weaksep: error: ") and "\n" not in err
     assert f"train.csv line {record.corrupt_line}:" in err and record.corrupt in err
     assert (
-        data_cli.main(["prepare", "--layout", "audiocaps", "--root", record.root, "--out", str(out), "--skip-bad"]) == 0
+        main(["data", "prepare", "--layout", "audiocaps", "--root", record.root, "--out", str(out), "--skip-bad"]) == 0
     )
     printed = capsys.readouterr().out
     assert printed.startswith("AudioCaps at ") and f"kept train {record.kept['train']}," in printed
@@ -354,35 +354,35 @@ def test_cli_prepare_stops_at_the_corrupt_file_and_skips_it_on_request(trees, tm
 
 def test_cli_bad_input_exits_2_with_one_line(trees, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert data_cli.main(["prepare", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
+    assert main(["data", "prepare", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot recognise the dataset layout" in err and "vggsound.csv" in err
     assert (
-        data_cli.main(["prepare", "--layout", "vggsound", "--root", trees["music"].root, "--out", str(tmp_path / "m")])
+        main(["data", "prepare", "--layout", "vggsound", "--root", trees["music"].root, "--out", str(tmp_path / "m")])
         == 2
     )
     assert "no VGGSound metadata" in capsys.readouterr().err
-    assert data_cli.main(["prepare", "--layout", "audioset", "--root", ".", "--out", "m"]) == 2  # argparse
-    assert data_cli.main(["fixture", "--layout", "music", "--out", trees["music"].root]) == 2
+    assert main(["data", "prepare", "--layout", "audioset", "--root", ".", "--out", "m"]) == 2  # argparse
+    assert main(["data", "fixture", "--layout", "music", "--out", trees["music"].root]) == 2
     assert "not empty" in capsys.readouterr().err
 
 
 def test_cli_fixture_then_prepare(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(fixtures, "write_fixture", functools.partial(fixtures.write_fixture, per_class=SMALL))
-    assert data_cli.main(["fixture", "--layout", "vggsound", "--out", str(tmp_path / "vgg"), "--seed", "3"]) == 0
+    assert main(["data", "fixture", "--layout", "vggsound", "--out", str(tmp_path / "vgg"), "--seed", "3"]) == 0
     printed = capsys.readouterr().out
     record = fixtures.read_fixture_record(tmp_path / "vgg")
     assert record.seed == 3 and f"vggsound fixture in {tmp_path / 'vgg'}" in printed and "--skip-bad" in printed
-    assert data_cli.main(["prepare", "--root", str(tmp_path / "vgg"), "--out", str(tmp_path / "m"), "--skip-bad"]) == 0
+    assert main(["data", "prepare", "--root", str(tmp_path / "vgg"), "--out", str(tmp_path / "m"), "--skip-bad"]) == 0
     assert "VGGSound at" in capsys.readouterr().out
-    assert data_cli.main(["prepare", "--root", str(tmp_path / "m"), "--out", str(tmp_path / "x")]) == 0
+    assert main(["data", "prepare", "--root", str(tmp_path / "m"), "--out", str(tmp_path / "x")]) == 0
     assert "already holds manifests" in capsys.readouterr().out
 
 
 def test_every_option_is_explained():
-    parser = data_cli.build_parser()
-    subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert set(subs.choices) == {"render", "prepare", "fixture"}
+    verbs = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    subs = next(a for a in verbs.choices["data"]._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert set(subs.choices) == {"render", "prepare", "recorded", "fixture"}
     for name, sub in subs.choices.items():
         for action in sub._actions:
             assert action.help and action.help.strip(), f"{name} {action.option_strings or action.dest}"

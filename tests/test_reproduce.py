@@ -136,7 +136,7 @@ def test_make_hands_every_setting_to_the_notebooks_that_declare_it(tmp_path, abl
     # Every executed notebook has its progress bars collapsed to their last redraw before it is kept.
     lines = proc.stdout.splitlines()
     executed = [line.split()[4] for line in lines if "papermill " in line]
-    collapsed = [line.split()[-1] for line in lines if "-m weaksep.collapse_progress" in line]
+    collapsed = [line.split()[-1] for line in lines if "-m weaksep collapse-progress" in line]
     assert executed and collapsed == executed, proc.stdout
     expected = {
         "profile": "smoke",

@@ -148,12 +148,12 @@ def test_the_step_loader_gives_the_same_batches_with_workers(smoke_study):
 
 
 def test_prepare_decode_fills_the_stores_a_study_reads(tmp_path, capsys):
-    from weaksep.data.__main__ import main
+    from weaksep.cli import main
     from weaksep.data.fixtures import write_fixture
     from weaksep.study import Study
 
     write_fixture("vggsound", tmp_path / "root")
-    args = ["prepare", "--root", str(tmp_path / "root"), "--out", str(tmp_path / "m"), "--skip-bad"]
+    args = ["data", "prepare", "--root", str(tmp_path / "root"), "--out", str(tmp_path / "m"), "--skip-bad"]
     args += ["--decode", "--profile", "smoke", "--cache", str(tmp_path / "cache"), "--workers", "1"]
     assert main(args) == 0
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from weaksep import plots, summary
+from weaksep.cli import main
 from weaksep.tables import TABLE_COLUMNS, save_table, summarise_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -251,7 +252,7 @@ def test_redraw_all_writes_figures_and_summary(tmp_path, capsys) -> None:
     assert claims.loc["semi_vs_sup5_n2_db", "verdict"] == "not reproduced"
     assert not list(tmp_path.glob("**/*.tmp"))  # atomic writes leave no temporaries
 
-    assert plots.main([str(tmp_path)]) == 0
+    assert main(["figures", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "weak_vs_unsup_n4" in printed and "summary.md" in printed
 

@@ -14,7 +14,6 @@ synthetic recordings) can also be called alone.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -23,14 +22,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import torch
-
-if TYPE_CHECKING:
-    pass
 
 
 def _median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
@@ -95,6 +91,17 @@ def checkout_of(commit: str) -> Path:
     return path
 
 
+# This checkout's bench_step.py, loaded from its file, so that the weaksep it measures is the one on
+# PYTHONPATH (this checkout or an earlier commit's, whose command line may not know bench-step).
+_RUN_BENCH_STEP = (
+    "import importlib.util, json, sys; "
+    "spec = importlib.util.spec_from_file_location('weaksep_bench_step', sys.argv[1]); "
+    "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+    "[(name, args)] = json.loads(sys.argv[2]).items(); "
+    "print(json.dumps(getattr(m, name)(*args)))"
+)
+
+
 def bench_step(
     regime: str, n_sources: int, profile_name: str, steps: int, code: Path | None = None, whole_run: bool = False
 ) -> dict[str, float]:
@@ -107,18 +114,13 @@ def bench_step(
     from .paths import REPO_ROOT, default_cache
 
     env = {**os.environ, "WEAKSEP_CACHE": str(default_cache()), "PYTHONPATH": str(code or REPO_ROOT)}
+    call = (
+        {"whole_run": [profile_name, regime, n_sources]}
+        if whole_run
+        else {"measure": [profile_name, regime, n_sources, steps]}
+    )
     out = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "weaksep" / "bench_step.py"),
-            regime,
-            str(n_sources),
-            "--profile",
-            profile_name,
-            "--steps",
-            str(steps),
-            *(["--whole-run"] if whole_run else []),
-        ],
+        [sys.executable, "-c", _RUN_BENCH_STEP, str(Path(__file__).with_name("bench_step.py")), json.dumps(call)],
         capture_output=True,
         text=True,
         env=env,
@@ -245,46 +247,27 @@ def time_whole_runs(cells: Sequence[str], profile_name: str, before: Path | None
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m weaksep.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="quick")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=10, help="timed training steps per regime")
-    ap.add_argument(
-        "--before",
-        default=None,
-        metavar="COMMIT",
-        help="also time the training step of this earlier commit, side by side",
-    )
-    ap.add_argument(
-        "--whole-runs",
-        nargs="+",
-        metavar="REGIME:N",
-        help="only time whole training runs (e.g. weak:2), each beside --before's, alternating which goes first",
-    )
-    args = ap.parse_args(argv)
-    if args.whole_runs:
-        return time_whole_runs(args.whole_runs, args.profile, checkout_of(args.before) if args.before else None)
-
+def run_benchmarks(profile: str, repeats: int, steps: int, before: Path | None = None, before_name: str = "") -> int:
+    """Print every figure of ``weaksep bench``; with ``before`` (a checkout of commit ``before_name``), its
+    training steps beside this checkout's."""
     print(
-        f"weaksep bench, profile {args.profile}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"medians of {args.repeats} repeats"
+        f"weaksep bench, profile {profile}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"medians of {repeats} repeats"
     )
     for name, value in {
-        **bench_data(args.profile, args.repeats),
-        **bench_clap_tower(args.profile, args.repeats),
+        **bench_data(profile, repeats),
+        **bench_clap_tower(profile, repeats),
     }.items():
         print(f"  {name:32s} {value:10.1f}")
     card = Path("results/clap_card.json")
-    if card.exists() and args.profile == "quick":
+    if card.exists() and profile == "quick":
         c = json.loads(card.read_text())
         print(
             f"  {'clap_pretraining_wall_s (card)':32s} {c.get('wall_time_s', float('nan')):10.1f}   ({c.get('steps')} steps)"
         )
-    before = checkout_of(args.before) if args.before else None
     if before:
         print(
-            f"  training steps: this checkout beside {args.before} (a worktree in {before.name}), "
+            f"  training steps: this checkout beside {before_name} (a worktree in {before.name}), "
             "alternating fresh processes; FLOP share = achieved FLOP/s / a 1024^2 matmul's, same process"
         )
     rows = {}
@@ -300,13 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         ("weak", 4),
         ("sup", 4),
     ]:
-        r = rows[(regime, n)] = bench_step(regime, n, args.profile, args.steps)
+        r = rows[(regime, n)] = bench_step(regime, n, profile, steps)
         line = (
             f"  train {regime:5s} N={n}: {r['s_per_step']:.3f} s/step, {r['gflop_per_step']:5.1f} GFLOP, "
             f"FLOP share {100 * r['flops_share']:4.1f} %, peak RSS {r['peak_rss_gb']:.2f} GB"
         )
         if before:
-            b = bench_step(regime, n, args.profile, args.steps, before)
+            b = bench_step(regime, n, profile, steps, before)
             line += (
                 f"   | before: {b['s_per_step']:.3f} s/step, {b['gflop_per_step']:5.1f} GFLOP, "
                 f"share {100 * b['flops_share']:4.1f} %   speed-up {b['s_per_step'] / r['s_per_step']:.2f}x"
@@ -316,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = rows[("weak", n)]["s_per_step"] / rows[("unsup", n)]["s_per_step"]
         print(f"  weak/unsup step cost, N={n}: {ratio:.2f}x")
     try:
-        sep = bench_separation(args.profile, max(1, args.repeats // 2))
+        sep = bench_separation(profile, max(1, repeats // 2))
         print(f"  separation, 60 s input, one prompt: {sep['separation_seconds_per_second']:.1f} s of audio per s")
     except ImportError as e:
         print(f"  separation: not measured ({e})")
@@ -330,7 +313,3 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['audio_seconds_per_second']:.1f} s of audio per s ({r['model_load_share']:.1%} of it loading the model)"
         )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

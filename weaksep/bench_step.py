@@ -1,6 +1,6 @@
 """The cost of one training step, measured in a fresh process; runs against this or an older checkout.
 
-``python weaksep/bench_step.py REGIME N [--steps K]`` prints one JSON line:
+``weaksep bench-step REGIME N [--steps K]`` prints one JSON line:
 median s/step over K steps after 2 warm-up steps, the step's FLOPs (forward
 and backward, ``torch.utils.flop_counter``), the GFLOP/s of a 1024 x 1024 fp32
 matrix product measured in the same process just before, and the step's
@@ -11,19 +11,17 @@ the machine is, as s/step does.
 (``Study.train`` into a fresh folder, with that code's own step budget,
 validation and stopping), wall seconds from the call to the returned model.
 
-It is run as a file, not a module, so that ``make bench`` can point
-``PYTHONPATH`` at a checkout of an earlier commit and time that code's step
-beside this one's (the "before" of an optimisation). It therefore speaks to
-both the current API and the one before ``weaksep.objective`` existed.
+``weaksep bench`` loads this file by its path in fresh processes whose
+``PYTHONPATH`` names a checkout of an earlier commit, to time that code's step
+beside this one's (the "before" of an optimisation). It therefore imports
+``weaksep`` by absolute names only and speaks to both the current API and the
+one before ``weaksep.objective`` existed.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import resource
 import statistics
-import sys
 import time
 
 import torch
@@ -147,29 +145,3 @@ def profiler_table(profile_name: str, regime: str, n_sources: int, steps: int = 
         for s in range(2, 2 + steps):
             step(s)
     return prof.key_averages().table(sort_by="cpu_time_total", row_limit=rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("regime")
-    ap.add_argument("n_sources", type=int)
-    ap.add_argument("--profile", default="quick")
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--profiler", action="store_true", help="print a torch.profiler table of 3 steps instead")
-    ap.add_argument("--whole-run", action="store_true", help="time one whole training run instead (JSON: seconds)")
-    ap.add_argument("--flush-denormal", action="store_true", help="flush denormal floats to zero (a lever measured)")
-    args = ap.parse_args(argv)
-    if args.flush_denormal:
-        torch.set_flush_denormal(True)
-    if args.whole_run:
-        print(json.dumps(whole_run(args.profile, args.regime, args.n_sources)))
-        return 0
-    if args.profiler:
-        print(profiler_table(args.profile, args.regime, args.n_sources))
-        return 0
-    print(json.dumps(measure(args.profile, args.regime, args.n_sources, args.steps)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

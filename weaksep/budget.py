@@ -8,7 +8,7 @@ mixtures choose nothing). The cheaper budget *keeps the quality* of a cell when
 its mean over seeds is at least the lowest seed of the profile's budget: within
 the seed-to-seed spread, or above it.
 
-    python -m weaksep.budget --steps 200 --lr 3e-3 --seeds 0 1
+    weaksep budget --steps 200 --lr 3e-3 --seeds 0 1
 
 writes the per-run rows to ``results/budget_lever.csv`` and what made them to
 ``results/configs/budget_lever.json``, and prints the comparison. Runs are
@@ -18,7 +18,6 @@ the profile's runs of the study are not trained again.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -111,35 +110,27 @@ def compare_budgets(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    ap = argparse.ArgumentParser(prog="python -m weaksep.budget", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default=None)
-    ap.add_argument("--steps", type=int)
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--batch-size", type=int)
-    ap.add_argument("--regimes", nargs="+", default=["unsup", "weak", "sup"])
-    ap.add_argument("--sources", nargs="+", type=int, default=[2, 3])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    cheaper = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("batch_size", args.batch_size)) if v}
-    study = Study(args.profile, progress=not args.no_progress, reuse_committed=True)
-    rows = budget_rows(study, cheaper, args.regimes, args.sources, args.seeds)
+def budget_lever(
+    profile: str | None,
+    cheaper: dict[str, Any],
+    regimes: Sequence[str] = ("unsup", "weak", "sup"),
+    sources: Sequence[int] = (2, 3),
+    seeds: Sequence[int] = (0, 1),
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train and compare the two budgets; write the rows and what made them; return the comparison."""
+    study = Study(profile, progress=progress, reuse_committed=True)
+    rows = budget_rows(study, cheaper, list(regimes), list(sources), list(seeds))
     table = compare_budgets(rows)
     atomic_write_text(study.results / "budget_lever.csv", rows.to_csv(index=False))
     config = {
         "profile": study.profile.to_dict(),
         "cheaper": cheaper,
-        "regimes": args.regimes,
-        "sources": args.sources,
-        "seeds": args.seeds,
+        "regimes": list(regimes),
+        "sources": list(sources),
+        "seeds": list(seeds),
         "rule": "kept: the cheaper budget's mean best validation SDR >= the lowest seed of the profile's budget",
         "comparison": table.to_dict(orient="records"),
     }
     atomic_write_text(study.results / "configs" / "budget_lever.json", json.dumps(config, indent=2) + "\n")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return table
-
-
-if __name__ == "__main__":
-    main()

@@ -9,13 +9,11 @@ cell's consecutive stream outputs and drops the text that a carriage return over
 names the file that raised it with its absolute path; the checkout's path is written
 ``<repo>`` instead, as :func:`weaksep.paths.portable_path` writes it in every result.
 
-    python -m weaksep.collapse_progress results/notebooks/01_two_source.ipynb ...
+    weaksep collapse-progress results/notebooks/01_two_source.ipynb ...
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 import nbformat
@@ -53,16 +51,3 @@ def collapse_progress(path: str | Path) -> tuple[int, int]:
     _without_machine_paths(notebook)
     atomic_write_text(path, nbformat.writes(notebook) + "\n")
     return before, path.stat().st_size
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("notebooks", nargs="+", type=Path, help="executed .ipynb files, rewritten in place")
-    args = parser.parse_args(argv)
-    for path in args.notebooks:
-        before, after = collapse_progress(path)
-        print(f"{path}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB")
-
-
-if __name__ == "__main__":
-    main()

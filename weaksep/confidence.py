@@ -29,17 +29,15 @@ is what the CLAP's discrimination buys. Both rates are reported, on the test
 mixtures and on the held-out validation mixtures. The threshold belongs to one
 CLAP file and is only used with it (its sha256 is stored beside it).
 
-``python -m weaksep.confidence --profile quick`` measures it and writes
+``weaksep confidence --profile quick`` measures it and writes
 ``results/confidence.json`` (``results/<profile>/confidence.json`` for the other
 profiles), which ``weaksep separate`` reads.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +51,6 @@ from torch import Tensor
 from .data.manifest import SILENCE_PEAK
 from .io import atomic_write_text
 from .paths import default_results_dir, file_sha256, portable_path
-from .profiles import PROFILES
 
 if TYPE_CHECKING:
     from .clap import ClapBackend
@@ -316,7 +313,7 @@ def load_threshold(
     separating needs no threshold.
     """
     path = Path(path)
-    how = "compute it with `python -m weaksep.confidence --profile <profile>`"
+    how = "compute it with `weaksep confidence --profile <profile>`"
     try:
         if not path.is_file():
             raise FileNotFoundError(f"confidence threshold file {path} does not exist")
@@ -349,82 +346,3 @@ def load_threshold(
             f"{found.clap_sha256}, not {actual} of {clap_path}); {how}"
         )
     return found, f"absent-sound warnings when a mixture's CLAP score is {found.explain()} ({path})"
-
-
-# --------------------------------------------------------------------------- command line
-def main(argv: list[str] | None = None) -> int:
-    """``python -m weaksep.confidence``: measure the threshold and write it (see the module docstring)."""
-    from .study import Study
-
-    ap = argparse.ArgumentParser(prog="python -m weaksep.confidence", description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--profile",
-        default=None,
-        choices=sorted(PROFILES),
-        help="profile of the study (default: $WEAKSEP_PROFILE, else quick)",
-    )
-    ap.add_argument(
-        "--sources",
-        type=int,
-        nargs="+",
-        default=list(DEFAULT_SOURCES),
-        metavar="N",
-        help="test mixtures of these numbers of sources, pooled (default: 2 3 4)",
-    )
-    ap.add_argument(
-        "--quantile",
-        type=float,
-        default=DEFAULT_QUANTILE,
-        help="share of present prompts allowed below the threshold (default 0.05)",
-    )
-    ap.add_argument(
-        "-o",
-        "--out",
-        default=None,
-        metavar="JSON",
-        help="where to write (default: results/confidence.json, results/<profile>/ for other profiles)",
-    )
-    ap.add_argument("--data-root", default=None, metavar="DIR", help="cache of corpora and test sets")
-    ap.add_argument("--clap-backend", default=None, choices=["proxy", "laion"], help="default: the profile's")
-    ap.add_argument(
-        "--clap-checkpoint",
-        default=None,
-        metavar="FILE",
-        help="the CLAP to measure (default: the study's default CLAP, pretrained when absent)",
-    )
-    ap.add_argument("--tokenizer-dir", default=None, metavar="DIR", help="laion CLAP only: roberta-base tokenizer")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = ap.parse_args(argv)
-    if any(not 1 <= n <= 4 for n in args.sources):
-        ap.error(f"--sources must be within 1..4, got {args.sources}")
-    study = Study(
-        args.profile,
-        data_root=args.data_root,
-        clap_backend=args.clap_backend,
-        clap_checkpoint=args.clap_checkpoint,
-        tokenizer_dir=args.tokenizer_dir,
-        progress=not args.no_progress,
-    )
-    record = measure_threshold(study, args.sources, args.quantile)
-    out = Path(args.out) if args.out else study.results / FILE_NAME
-    write_confidence(record, out)
-    test, held = record["rates"], record.get("heldout")
-    print(
-        f"CLAP {study.clap_checkpoint} (sha256 {record['clap']['sha256']}), {study.profile.name} test mixtures "
-        f"of {args.sources} sources: threshold {record['threshold']:.4f} ({record['rule']})"
-    )
-    print(
-        f"  {record['split']}: warns on {test['warn_rate_present']:.1%} of {test['n_present']} present prompts and "
-        f"{test['warn_rate_absent']:.1%} of {test['n_absent']} absent ones (AUC {test['auc']:.3f})"
-    )
-    if held:
-        print(
-            f"  {held['split']} (held out): warns on {held['warn_rate_present']:.1%} of present prompts and "
-            f"{held['warn_rate_absent']:.1%} of absent ones (AUC {held['auc']:.3f})"
-        )
-    print(f"written to {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

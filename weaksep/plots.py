@@ -7,7 +7,7 @@ Figures are built on :class:`matplotlib.figure.Figure` directly, not through
 pyplot: nothing is displayed, no global backend is switched (a notebook's
 inline backend keeps working), and saving uses Agg.
 
-``python -m weaksep.plots results/`` (and ``make figures``) redraws every
+``weaksep figures results/`` (and ``make figures``) redraws every
 figure that the CSVs in ``results/`` allow into ``results/figures/`` and
 writes ``results/summary.md`` / ``results/summary.csv``, without training.
 """
@@ -15,9 +15,8 @@ writes ``results/summary.md`` / ``results/summary.csv``, without training.
 from __future__ import annotations
 
 import io
-import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from weaksep.io import atomic_write_bytes, atomic_write_text
-from weaksep.summary import compare_to_paper, load_tables, summary_markdown, to_markdown
+from weaksep.summary import compare_to_paper, load_tables, summary_markdown
 from weaksep.tables import REGIME_ORDER, load_table
 
 METRIC_LABELS = {
@@ -451,20 +450,3 @@ def redraw_all(results_dir: str | Path) -> dict[str, Any]:
     summary_md = atomic_write_text(results_dir / "summary.md", summary_markdown(results_dir, ablations))
     summary_csv = atomic_write_text(results_dir / "summary.csv", claims.to_csv(index=False))
     return {"figures": written, "summary_md": summary_md, "summary_csv": summary_csv, "claims": claims}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m weaksep.plots [RESULTS_DIR]``: redraw everything and print the summary table."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) > 1 or any(a in ("-h", "--help") for a in argv):
-        print("usage: python -m weaksep.plots [RESULTS_DIR]  (default: results)")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    out = redraw_all(argv[0] if argv else "results")
-    print(to_markdown(out["claims"][["claim", "metric", "paper", "ours", "ci_low", "ci_high", "verdict"]], digits=1))
-    for p in [*out["figures"], out["summary_md"], out["summary_csv"]]:
-        print(f"wrote {p}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,7 +30,7 @@ exactly one corrupt file in the train split: garbage bytes under a ``.wav``
 name.
 
 The corrupt file is deliberate, so the two ways in behave differently:
-``python -m weaksep.data prepare`` without ``--skip-bad`` stops at it with an
+``weaksep data prepare`` without ``--skip-bad`` stops at it with an
 error naming the metadata file, its line and the audio file, while
 ``prepare_data(root, out, skip_bad=True)`` (what ``make reproduce DATA=...``
 and the notebooks call for a dataset root) leaves it out, says so in its

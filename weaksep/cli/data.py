@@ -1,40 +1,37 @@
-"""``python -m weaksep.data``: render corpora, prepare a dataset's manifests, write a fixture dataset.
+"""``weaksep data``: render corpora, prepare a dataset's manifests, build the recorded corpus, write a fixture dataset.
 
-``render --profile smoke --out DIR [--corpus instruments|events|all]``
+``data render --profile smoke --out DIR [--corpus instruments|events|all]``
     renders the corpora of a profile (cached: a second run with the same
     settings does nothing) and prints what is on disk: clips per split,
     seconds of audio, soundfonts, bytes, time taken and the folder.
-``prepare [--layout music|vggsound|audiocaps] --root DIR --out MANIFESTS [--skip-bad] [--decode --profile P]``
+``data prepare [--layout music|vggsound|audiocaps] --root DIR --out MANIFESTS [--skip-bad] [--decode --profile P]``
     writes ``MANIFESTS/train.csv``, ``val.csv``, ``test.csv`` for a MUSIC,
     VGGSound or AudioCaps download (layout detected when not given) and prints
     one summary line; a bad row or corrupt audio file stops it unless
     ``--skip-bad``. ``--decode`` then decodes every file once into the stores a
     study of profile P reads (``weaksep/data/store.py``), in parallel, resumably.
-``recorded [--cache DIR] [--fixture]``
+``data recorded [--cache DIR] [--fixture]``
     builds the recorded corpus (real recordings from Debian packages, fetched with
     ``apt-get download`` once; ``weaksep/data/recorded_rules.py`` says which files and
     classes) into ``<cache>/recorded`` and prints its size; ``--fixture`` builds the
     tiny stand-in the tests use into ``<cache>/recorded-fixture`` instead.
-``fixture --layout music|vggsound|audiocaps --out DIR [--seed N]``
+``data fixture --layout music|vggsound|audiocaps --out DIR [--seed N]``
     writes a tiny dataset in that public layout from rendered audio, with a few
     missing files and one corrupt file (see ``weaksep/data/fixtures.py``).
 
-Bad input: one line ``python -m weaksep.data: error: ...`` on stderr, exit status 2.
+Bad input: one line ``weaksep: error: ...`` on stderr, exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-import sys
 import time
 import warnings
 from collections import Counter
 from pathlib import Path
 
-from ..profiles import PROFILES, get_profile
-from .classes import CORPORA
-from .corpus import (
+from ..data.classes import CORPORA
+from ..data.corpus import (
     SPLITS,
     corpus_dir,
     corpus_is_current,
@@ -43,11 +40,11 @@ from .corpus import (
     render_corpus,
     settings_hash,
 )
-from .layouts import DATASET_LAYOUTS, prepare_data
-from .manifest import ManifestError
-from .recorded import RecordedCorpusError
-
-PROG = "python -m weaksep.data"
+from ..data.layouts import DATASET_LAYOUTS, prepare_data
+from ..data.manifest import ManifestError
+from ..data.recorded import RecordedCorpusError
+from ..profiles import PROFILES, get_profile
+from .common import CliError
 
 
 def _summary(folder: Path, profile, seconds: float, was_cached: bool) -> str:
@@ -95,8 +92,8 @@ def _prepare(args: argparse.Namespace) -> int:
     if folder == args.root:
         print(f"{folder} already holds manifests (train.csv, test.csv): use it as it is", flush=True)
     if args.decode:
+        from ..data.store import prepare_store, store_dir
         from ..paths import default_cache
-        from .store import prepare_store, store_dir
 
         profile = get_profile(args.profile)
         cache = args.cache or default_cache()
@@ -110,7 +107,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _fixture(args: argparse.Namespace) -> int:
-    from .fixtures import write_fixture  # imports the renderer: only this subcommand needs it
+    from ..data.fixtures import write_fixture  # imports the renderer: only this subcommand needs it
 
     r = write_fixture(args.layout, args.out, seed=args.seed)
     kept = ", ".join(f"{s} {n}" for s, n in r.kept.items())
@@ -124,16 +121,23 @@ def _fixture(args: argparse.Namespace) -> int:
 
 
 def _recorded(args: argparse.Namespace) -> int:
-    from .recorded import recorded_corpus
+    from ..data.recorded import recorded_corpus
 
     folder = recorded_corpus(args.cache, fixture=args.fixture)
     print(f"recorded corpus: {folder} (DATA={folder} for make reproduce; classes.csv lists its classes)")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_parsers(verbs: argparse._SubParsersAction) -> None:
+    data = verbs.add_parser(
+        "data",
+        help="render corpora, prepare a dataset's manifests, build the recorded corpus, write a fixture",
+        description="Render corpora, prepare a dataset's manifests, build the recorded corpus, write a fixture "
+        "dataset.",
+    )
+    sub = data.add_subparsers(
+        dest="data_command", metavar="ACTION", required=True, help="render | prepare | recorded | fixture"
+    )
 
     render = sub.add_parser("render", help="render the corpora of a profile")
     render.add_argument(
@@ -141,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--out", required=True, type=Path, help="root folder of the rendered corpora")
     render.add_argument("--corpus", default="all", choices=[*CORPORA, "all"], help="which corpus (default: all)")
-    render.set_defaults(run=_render)
+    render.set_defaults(run=_errors_in_one_line(_render))
 
     prepare = sub.add_parser("prepare", help="write train/val/test manifests for a MUSIC, VGGSound or AudioCaps root")
     prepare.add_argument(
@@ -170,43 +174,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache", default=None, type=Path, help="with --decode: the cache (default: $WEAKSEP_CACHE or ./.cache)"
     )
     prepare.add_argument("--workers", default=None, type=int, help="with --decode: decoding processes (default: CPUs)")
-    prepare.set_defaults(run=_prepare)
+    prepare.set_defaults(run=_errors_in_one_line(_prepare))
 
     recorded = sub.add_parser("recorded", help="build the recorded corpus from Debian packages (apt-get download)")
     recorded.add_argument("--cache", default=None, type=Path, help="the cache (default: $WEAKSEP_CACHE or ./.cache)")
     recorded.add_argument("--fixture", action="store_true", help="the tiny stand-in packages the tests build instead")
-    recorded.set_defaults(run=_recorded)
+    recorded.set_defaults(run=_errors_in_one_line(_recorded))
 
     fixture = sub.add_parser("fixture", help="write a tiny dataset in a public layout, from rendered audio")
     fixture.add_argument("--layout", required=True, choices=DATASET_LAYOUTS, help="which dataset's layout")
     fixture.add_argument("--out", required=True, type=Path, help="new or empty folder to write it into")
     fixture.add_argument("--seed", default=0, type=int, help="seed of ids, clips and captions (default 0)")
-    fixture.set_defaults(run=_fixture)
-    return parser
+    fixture.set_defaults(run=_errors_in_one_line(_fixture))
 
 
-def _one_line(message: str, limit: int = 800) -> str:
-    line = re.sub(r"\s+", " ", str(message)).strip()
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def _errors_in_one_line(run):
+    """``run`` with a bad dataset, a missing or denied file or a failed download as a one-line error."""
 
+    def checked(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (ManifestError, OSError, RecordedCorpusError) as e:  # LayoutError is a ManifestError
+            raise CliError(str(e)) from e
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help, or a usage error (argparse printed it; status 2)
-        return int(e.code or 0) if not isinstance(e.code, str) else 2
-    try:
-        return args.run(args)
-    except (
-        ManifestError,
-        OSError,
-        RecordedCorpusError,
-    ) as e:  # LayoutError is a ManifestError; OSError: missing, existing, denied
-        print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return checked
