@@ -34,7 +34,7 @@ NB_PARAMS := -p profile $(PROFILE) -p reuse $(if $(filter 1,$(REUSE)),True,False
 # $WEAKSEP_RESULTS moves the results as it does for the library (weaksep/paths.py).
 RESULTS := $(or $(WEAKSEP_RESULTS),results)$(if $(filter-out quick,$(PROFILE)),/$(PROFILE))
 STUDY_NOTEBOOKS := 00_pretrain_clap 01_two_source 02_three_source 03_four_source 04_semi_supervised 08_captioned_events 09_recorded_events 05_summary 06_try_it
-SOURCES := $(wildcard weaksep/*.py weaksep/*/*.py)
+SOURCES := $(wildcard weaksep/*.py weaksep/*/*.py weaksep/*/*/*.py)
 
 .PHONY: setup lint test test-unit reproduce recorded ablations confidence figures bench bench-runs bench-data gpu-check clean
 
@@ -73,7 +73,7 @@ reproduce: setup $(foreach nb,$(STUDY_NOTEBOOKS),$(STAMPS)/$(nb).done)
 recorded: setup
 	$(BIN)/python -m weaksep data recorded
 
-# SECTIONS=design,lr: only those sections of notebook 07 (weaksep/ablation_runs.py lists them), made
+# SECTIONS=design,lr: only those sections of notebook 07 (weaksep/reproduce/ablation_runs.py lists them), made
 # every time they are asked for.
 NB07_PARAMS := $(if $(SECTIONS),-p sections $(SECTIONS))
 ablations: setup
@@ -101,15 +101,15 @@ $(STAMPS)/07_ablations.done: $(foreach nb,01_two_source 02_three_source 04_semi_
 $(STAMPS)/06_try_it.done: $(STAMPS)/01_two_source.done
 
 # The level of the CLAP's mixture-to-prompt score below which `weaksep separate` warns that a
-# prompted sound may be absent, measured on the test mixtures (weaksep/confidence.py).
+# prompted sound may be absent, measured on the test mixtures (weaksep/inference/confidence.py).
 confidence: setup $(STAMPS)/00_pretrain_clap.done
 	$(BIN)/python -m weaksep confidence --profile $(PROFILE) --no-progress $(if $(CLAP_CKPT),--clap-checkpoint $(abspath $(CLAP_CKPT)))
 
 figures: setup
 	$(BIN)/python -m weaksep figures $(RESULTS)
 
-# Training steps are timed beside those of BENCH_BEFORE (the commit before the speed-up of
-# issue 11), checked out into .cache/bench, in alternating fresh processes.
+# Training steps are timed beside those of BENCH_BEFORE (the commit before the training step was
+# made faster), checked out into .cache/bench, in alternating fresh processes.
 BENCH_BEFORE ?= efaac6a
 bench: setup
 	$(BIN)/python -m weaksep bench --before $(BENCH_BEFORE)
@@ -120,7 +120,7 @@ BENCH_RUNS ?= unsup:2 weak:2 sup:2 semi:2
 bench-runs: setup
 	$(BIN)/python -m weaksep bench --before $(BENCH_BEFORE) --whole-runs $(BENCH_RUNS)
 
-# The data path at a real dataset's size (weaksep/bench_data.py): results/bench_data.json.
+# The data path at a real dataset's size (weaksep/tools/bench_data.py): results/bench_data.json.
 bench-data: setup
 	$(BIN)/python -m weaksep bench-data --out $(or $(WEAKSEP_RESULTS),results)/bench_data.json
 

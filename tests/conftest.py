@@ -12,7 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory):
-    from weaksep.study import Study
+    from weaksep.reproduce.study import Study
 
     root = tmp_path_factory.mktemp("weaksep")
     study = Study("smoke", data_root=root / "cache", results_dir=root / "results", progress=False)

@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from weaksep.ablations import (
+from weaksep.data import MixtureSampler
+from weaksep.evaluation.scores import clap_scores
+from weaksep.method.objective import _entity_means, weak_terms
+from weaksep.reproduce.ablations import (
     ABLATION_COLUMNS,
     add_verdicts,
     load_ablation,
@@ -20,11 +23,8 @@ from weaksep.ablations import (
     summarise_ablation,
     verdict,
 )
-from weaksep.checkpoint import read_checkpoint
-from weaksep.data import MixtureSampler
-from weaksep.objective import _entity_means, weak_terms
 from weaksep.runs import RunConfig, same_run
-from weaksep.scores import clap_scores
+from weaksep.training.checkpoint import read_checkpoint
 
 
 # --------------------------------------------------------------------------- run identity
@@ -46,7 +46,7 @@ def _weights(path):
 
 @pytest.mark.slow  # trains three short runs: about 30 s on 2 cores
 def test_a_longer_run_trains_on_from_the_shorter_one_to_the_same_weights(smoke_study, tmp_path):
-    from weaksep.study import Study
+    from weaksep.reproduce.study import Study
 
     study = Study(
         smoke_study.profile,
@@ -91,7 +91,7 @@ def test_entity_mean_replaces_the_caption_query(smoke_study):
     # The caption sentence is another vector: the option changes what the model is asked.
     assert not torch.allclose(clap.embed_text([batch.texts[1][0]])[0], expected, atol=1e-3)
 
-    from weaksep.train import build_separator
+    from weaksep.training.train import build_separator
 
     torch.manual_seed(0)
     cfg = smoke_study.run_config("unsup", 2)
@@ -214,8 +214,8 @@ def test_verdict_words():
 
 
 def test_ablation_figures_and_summary_links(tmp_path):
-    from weaksep.plots import plot_ablation, redraw_all
-    from weaksep.summary import summary_markdown
+    from weaksep.reproduce.plots import plot_ablation, redraw_all
+    from weaksep.reproduce.summary import summary_markdown
 
     rng = np.random.default_rng(2)
     rows = _rows(rng, ["unsup", "w=0.1", "w=1"], n=3)
@@ -298,7 +298,7 @@ def _val_rows(means: dict[str, list[float]]) -> pd.DataFrame:
 
 
 def test_the_weight_is_chosen_on_the_best_mean_validation_sdr():
-    from weaksep.ablations import choose_on_validation, weight_setting
+    from weaksep.reproduce.ablations import choose_on_validation, weight_setting
 
     assert [weight_setting(w) for w in (0.0, 0.125, 0.5, 2.0)] == ["w=0", "w=0.125", "w=0.5", "w=2"]
     rows = _val_rows({"unsup": [9.0, 9.0], "w=0": [0.0, 1.0], "w=0.5": [3.0, 2.0], "w=2": [4.0, 0.0]})
@@ -316,7 +316,7 @@ def test_the_weight_is_chosen_on_the_best_mean_validation_sdr():
 
 
 def test_a_chosen_weight_other_than_the_default_is_also_tested_at_two_sources():
-    from weaksep.ablations import weight_test_sources
+    from weaksep.reproduce.ablations import weight_test_sources
 
     assert weight_test_sources(3, 0.5, 0.5) == [3]
     assert weight_test_sources(3, 2.0, 0.5) == [2, 3]
@@ -324,8 +324,13 @@ def test_a_chosen_weight_other_than_the_default_is_also_tested_at_two_sources():
 
 
 def test_fraction_settings_and_their_class_coverage():
-    from weaksep.ablations import covers_a_mixture_of_mixtures, fraction_setting, labelled_classes, plan_fractions
     from weaksep.data import labelled_subset
+    from weaksep.reproduce.ablations import (
+        covers_a_mixture_of_mixtures,
+        fraction_setting,
+        labelled_classes,
+        plan_fractions,
+    )
 
     assert fraction_setting("sup", 0.05, 0, False) == "sup@5%"
     assert fraction_setting("semi", 0.01, 2, True) == "semi@1% s2"
@@ -349,7 +354,7 @@ def test_fraction_settings_and_their_class_coverage():
 
 
 def test_clap_variants_and_their_rows():
-    from weaksep.ablations import clap_variant_rows, clap_variant_steps
+    from weaksep.reproduce.ablations import clap_variant_rows, clap_variant_steps
 
     assert clap_variant_steps(1000, 0.1) == {"CLAP 1000 steps": 1000, "CLAP 100 steps": 100, "CLAP untrained": 0}
     with pytest.raises(ValueError, match="weaker CLAP"):
@@ -361,7 +366,7 @@ def test_clap_variants_and_their_rows():
 
 
 def test_training_length_settings_pair_weak_with_unsup_at_the_same_step():
-    from weaksep.ablations import by_run, snapshot_settings
+    from weaksep.reproduce.ablations import by_run, snapshot_settings
 
     runs, values, pairs = snapshot_settings({"unsup": {10: "u10", 20: "u20"}, "weak": {10: "w10", 20: "w20"}})
     assert list(runs.items()) == [("unsup @10", "u10"), ("unsup @20", "u20"), ("weak @10", "w10"), ("weak @20", "w20")]
@@ -440,8 +445,8 @@ class _FakeStudy:
 
 
 def test_the_weight_sections_choose_on_validation_and_test_the_choice(tmp_path):
-    from weaksep.ablation_runs import weight_section, weight_test_section
     from weaksep.profiles import get_ablation_plan
+    from weaksep.reproduce.ablation_runs import weight_section, weight_test_section
 
     plan = get_ablation_plan("smoke")
     study = _FakeStudy(tmp_path, lambda m: 3.0 if "contrastive_weight=2.0" in m else 1.0)
@@ -462,8 +467,8 @@ def test_the_weight_sections_choose_on_validation_and_test_the_choice(tmp_path):
 
 
 def test_the_fraction_and_length_sections_pair_their_settings(tmp_path):
-    from weaksep.ablation_runs import fraction_section, length_section
     from weaksep.profiles import get_ablation_plan
+    from weaksep.reproduce.ablation_runs import fraction_section, length_section
 
     study = _FakeStudy(tmp_path, lambda m: 2.0 if m.startswith("semi") or m.startswith("weak") else 1.0)
     plan = get_ablation_plan("smoke")
@@ -483,9 +488,9 @@ def test_the_fraction_and_length_sections_pair_their_settings(tmp_path):
 
 
 def test_the_loss_text_and_clap_sections(tmp_path, monkeypatch):
-    import weaksep.study
-    from weaksep.ablation_runs import clap_section, loss_section, text_section
+    import weaksep.reproduce.study
     from weaksep.profiles import get_ablation_plan
+    from weaksep.reproduce.ablation_runs import clap_section, loss_section, text_section
 
     plan = get_ablation_plan("smoke")
     study = _FakeStudy(tmp_path, lambda m: 0.0 if m.startswith("unsup") else 1.0)
@@ -506,7 +511,7 @@ def test_the_loss_text_and_clap_sections(tmp_path, monkeypatch):
         siblings.append((clap_checkpoint, clap_backend)) or _FakeStudy(tmp_path, lambda m: 1.0)
     )
     monkeypatch.setattr(
-        weaksep.study, "clap_card_of", lambda p: {"zero_shot_accuracy": accuracy[p], "mixture_map": 0.5}
+        weaksep.reproduce.study, "clap_card_of", lambda p: {"zero_shot_accuracy": accuracy[p], "mixture_map": 0.5}
     )
     clap = clap_section(study, plan)
     assert list(dict.fromkeys(clap.table["setting"])) == [
@@ -525,9 +530,9 @@ def test_the_loss_text_and_clap_sections(tmp_path, monkeypatch):
 
 def test_the_unheard_clap_section_pairs_weak_with_each_clap_against_one_unsup(tmp_path, monkeypatch):
     import weaksep.data.soundfonts
-    import weaksep.study
-    from weaksep.ablation_runs import unheard_clap_section
+    import weaksep.reproduce.study
     from weaksep.profiles import get_ablation_plan
+    from weaksep.reproduce.ablation_runs import unheard_clap_section
 
     plan = get_ablation_plan("quick")
     assert all("timgm6mb" not in fonts for fonts in plan.unheard_soundfonts)
@@ -547,7 +552,7 @@ def test_the_unheard_clap_section_pairs_weak_with_each_clap_against_one_unsup(tm
     study.sibling = lambda clap_checkpoint, clap_backend: variant if clap_backend == "proxy" else None
     accuracy = {"default.pt": 0.94, "clap-merlin.pt": 0.6}
     monkeypatch.setattr(
-        weaksep.study, "clap_card_of", lambda p: {"zero_shot_accuracy": accuracy[p], "mixture_map": 0.5}
+        weaksep.reproduce.study, "clap_card_of", lambda p: {"zero_shot_accuracy": accuracy[p], "mixture_map": 0.5}
     )
     result = unheard_clap_section(study, plan)
     sdr = result.table[result.table["metric"] == "sdr"].set_index(["n_sources", "setting"])
@@ -563,8 +568,8 @@ def test_the_unheard_clap_section_pairs_weak_with_each_clap_against_one_unsup(tm
 
 
 def test_the_design_section_undoes_each_change_on_its_own(tmp_path):
-    from weaksep.ablation_runs import design_section
     from weaksep.profiles import get_ablation_plan
+    from weaksep.reproduce.ablation_runs import design_section
 
     study = _FakeStudy(tmp_path, lambda m: 1.0 if "=" in m else 2.0)  # the undone runs score 1 dB less
     (tmp_path / "runs" / "unsup n2 s0").mkdir(parents=True)
@@ -580,8 +585,8 @@ def test_the_design_section_undoes_each_change_on_its_own(tmp_path):
 
 
 def test_the_lr_section_chooses_a_rate_per_regime_on_validation(tmp_path):
-    from weaksep.ablation_runs import lr_section
     from weaksep.profiles import get_ablation_plan
+    from weaksep.reproduce.ablation_runs import lr_section
 
     # sup is best at 3e-3, every other regime at the profile's 1e-3 (its runs carry no lr override)
     study = _FakeStudy(
@@ -601,8 +606,8 @@ def test_the_lr_section_chooses_a_rate_per_regime_on_validation(tmp_path):
 
 
 def test_the_lr_test_section_scores_the_chosen_rates_and_pairs_semi_with_sup_at_its_chosen_rate(tmp_path):
-    from weaksep.ablation_runs import lr_test_section
     from weaksep.profiles import get_ablation_plan
+    from weaksep.reproduce.ablation_runs import lr_test_section
 
     # sup@5% gains 2 dB at 3e-3, semi@5% 0.5 dB: at the chosen rates semi is *below* sup
     gain = {"sup n2": 2.0, "semi n2": 0.5}
@@ -621,14 +626,14 @@ def test_the_lr_test_section_scores_the_chosen_rates_and_pairs_semi_with_sup_at_
     assert sdr.loc["sup lr=0.0003", "paired_vs"] == "sup lr=0.001" and sdr.loc["sup lr=0.0003", "value"] == 0.0003
     assert sdr.loc["semi@5% lr=0.003", "paired_n"] == 3 * 4 * 2  # seeds x items x queries, each paired once
     assert (sdr.loc[sdr.index != "mixture", "n_seeds"] == 3).all()
-    from weaksep.plots import plot_ablation
+    from weaksep.reproduce.plots import plot_ablation
 
     pngs = plot_ablation(result.table, tmp_path / "figures")
     assert pngs and all(png.stat().st_size > 1000 for png in pngs)
 
 
 def test_the_sections_asked_for_come_in_notebook_order_and_unknown_ones_are_named():
-    from weaksep.ablation_runs import SECTIONS, check_sections
+    from weaksep.reproduce.ablation_runs import SECTIONS, check_sections
 
     assert check_sections(None) == SECTIONS
     assert check_sections("lr, design") == ("design", "lr")  # as `make ablations SECTIONS=lr,design` passes it
@@ -638,8 +643,8 @@ def test_the_sections_asked_for_come_in_notebook_order_and_unknown_ones_are_name
 
 
 def test_the_group_section_pairs_every_candidate_set_with_the_headline(tmp_path):
-    from weaksep.ablation_runs import contrastive_group_section
     from weaksep.profiles import get_ablation_plan
+    from weaksep.reproduce.ablation_runs import contrastive_group_section
 
     plan = get_ablation_plan("quick", group_seeds=(0, 1))
     groups = {"contrastive_group=1": 0.25, "contrastive_group=2": 1.0, "contrastive_group=8": 1.5}

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from weaksep.bench import time_whole_runs
 from weaksep.paths import REPO_ROOT
+from weaksep.tools.bench import time_whole_runs
 
 
 def test_whole_runs_timed_beside_another_checkout(smoke_study, monkeypatch, capsys):

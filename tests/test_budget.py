@@ -1,11 +1,11 @@
-"""The cheaper-budget comparison (weaksep/budget.py): its rule and its bookkeeping."""
+"""The cheaper-budget comparison (weaksep/tools/budget.py): its rule and its bookkeeping."""
 
 import json
 
 import pandas as pd
 import pytest
 
-from weaksep.budget import budget_rows, compare_budgets
+from weaksep.tools.budget import budget_rows, compare_budgets
 
 
 def _rows(before: list[float], after: list[float], steps_after: int = 200) -> pd.DataFrame:

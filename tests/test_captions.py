@@ -151,7 +151,7 @@ def test_errors_name_the_problem():
         caption_for(["violin"], np.random.default_rng(0))
 
 
-# --- accuracy of the parser (issue 14) ----------------------------------------------
+# --- accuracy of the parser -----------------------------------------------------
 
 
 def test_caption_benchmark_loads_with_varied_event_counts():

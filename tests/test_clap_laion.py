@@ -206,7 +206,7 @@ def test_a_study_on_a_dataset_trains_and_scores_weak_with_the_laion_backend(tmp_
     config names it. (``tests/test_reproduce.py`` runs the notebooks with it on captions.)"""
     from weaksep.data import prepare_data
     from weaksep.data.fixtures import write_fixture
-    from weaksep.study import Study
+    from weaksep.reproduce.study import Study
 
     checkpoint = tmp_path / "clap.pt"
     make_checkpoint(checkpoint, "HTSAT-tiny", tokenizer_dir[1])

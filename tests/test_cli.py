@@ -15,11 +15,11 @@ import soundfile as sf
 import torch
 
 from weaksep import cli
-from weaksep.checkpoint import load_separator, read_checkpoint, save_checkpoint
-from weaksep.confidence import write_confidence
-from weaksep.inference import load_for_inference
-from weaksep.model import Separator, SeparatorConfig
+from weaksep.inference.confidence import write_confidence
+from weaksep.inference.waveform import load_for_inference
+from weaksep.method.model import Separator, SeparatorConfig
 from weaksep.paths import file_sha256
+from weaksep.training.checkpoint import load_separator, read_checkpoint, save_checkpoint
 
 RATE = 44100
 
@@ -228,7 +228,7 @@ def test_residual_outputs_add_back_up_to_the_input(checkpoint, stereo_flac, tmp_
 
 
 def test_several_inputs_one_model_load_bad_ones_skipped(checkpoint, stereo_flac, tmp_path, capsys, monkeypatch):
-    import weaksep.separate
+    import weaksep.inference.separate
 
     src = tmp_path / "in"
     (src / "a").mkdir(parents=True)
@@ -240,8 +240,10 @@ def test_several_inputs_one_model_load_bad_ones_skipped(checkpoint, stereo_flac,
     extra.mkdir()
     sf.write(extra / "tone.ogg", 0.1 * np.sin(np.arange(8000) / 5.0), 8000, subtype="VORBIS")
     loads = []
-    real_load = weaksep.separate.load_for_inference
-    monkeypatch.setattr(weaksep.separate, "load_for_inference", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    real_load = weaksep.inference.separate.load_for_inference
+    monkeypatch.setattr(
+        weaksep.inference.separate, "load_for_inference", lambda *a, **k: loads.append(a) or real_load(*a, **k)
+    )
     monkeypatch.setenv("WEAKSEP_RESULTS", str(tmp_path / "results"))  # no confidence.json there
     out = tmp_path / "out"
     status = cli.main(
@@ -457,7 +459,7 @@ def test_default_separator_is_the_one_notebook_09_names_and_instruments_one_flag
     import json
 
     import weaksep.paths
-    from weaksep.inference import default_checkpoint
+    from weaksep.inference.waveform import default_checkpoint
 
     models = tmp_path / "results" / "models"
     models.mkdir(parents=True)

@@ -8,8 +8,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from weaksep.cli import main
-from weaksep.collapse_progress import collapse_progress
 from weaksep.paths import REPO_ROOT
+from weaksep.reproduce.collapse_progress import collapse_progress
 
 
 def _executed_notebook(path):

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from weaksep.cli import main
-from weaksep.confidence import confidence_scores, cut_windows, load_threshold, window_starts
 from weaksep.data import corpus_classes
+from weaksep.evaluation.scores import clap_similarity
+from weaksep.inference.confidence import confidence_scores, cut_windows, load_threshold, window_starts
 from weaksep.paths import file_sha256
-from weaksep.scores import clap_similarity
 
 
 def test_windows_cover_the_signal_and_short_signals_are_repeated():
@@ -114,5 +114,5 @@ def test_threshold_is_the_5th_percentile_of_present_prompt_scores(smoke_study, t
     with pytest.raises(FileNotFoundError, match="missing.json"):
         load_threshold(tmp_path / "missing.json", smoke_study.clap_checkpoint, required=True)
     (tmp_path / "bad.json").write_text(json.dumps({"threshold": 0.1}))
-    with pytest.raises(ValueError, match="bad.json is not one written by weaksep.confidence"):
+    with pytest.raises(ValueError, match="bad.json is not one written by weaksep.inference.confidence"):
         load_threshold(tmp_path / "bad.json", smoke_study.clap_checkpoint, required=True)

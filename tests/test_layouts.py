@@ -85,7 +85,7 @@ def test_prepared_manifests_match_the_fixtures_record(trees, layout, tmp_path):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_a_study_on_prepared_manifests_mixes_their_clips_and_records_their_source(trees, layout, tmp_path):
-    from weaksep.study import Study
+    from weaksep.reproduce.study import Study
 
     record = trees[layout]
     report, _ = _quiet_prepare(record.root, tmp_path / "m", skip_bad=True)

@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from weaksep.listening import compact_png, players_html
+from weaksep.reproduce.listening import compact_png, players_html
 
 
 def test_players_embed_mp3_at_the_true_level_and_cut_to_the_excerpt():

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from weaksep.losses import (
+from weaksep.method.losses import (
     bimodal_contrastive_loss,
     consistency_loss,
     grouped_contrastive_loss,

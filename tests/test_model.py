@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from weaksep.checkpoint import load_separator, save_checkpoint
-from weaksep.model import STFT, Separator, SeparatorConfig
+from weaksep.method.model import STFT, Separator, SeparatorConfig
+from weaksep.training.checkpoint import load_separator, save_checkpoint
 
 
 def make(conditioning="head", cond_levels=0, channels=(8, 16, 32)):

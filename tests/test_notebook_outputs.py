@@ -12,7 +12,7 @@ import pytest
 
 from weaksep.paths import default_results_dir
 from weaksep.profiles import get_profile
-from weaksep.tables import TABLE_COLUMNS
+from weaksep.reproduce.tables import TABLE_COLUMNS
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("WEAKSEP_CHECK_NOTEBOOK_OUTPUTS"), reason="checks the outputs of the nbval run of `make test`"
@@ -62,7 +62,7 @@ def test_table_written_with_expected_rows(name):
 def test_clap_card_and_summary():
     card = json.loads((RESULTS / "clap_card.json").read_text())
     assert 0 <= card["zero_shot_accuracy"] <= 1 and 0 <= card["mixture_map"] <= 1
-    from weaksep.summary import COMPARISON_COLUMNS, PAPER_CLAIMS, compare_to_paper
+    from weaksep.reproduce.summary import COMPARISON_COLUMNS, PAPER_CLAIMS, compare_to_paper
 
     assert list(pd.read_csv(RESULTS / "summary.csv").columns) == COMPARISON_COLUMNS
     # recomputed now: 05_summary ran before 08_captioned_events in the nbval pass
@@ -105,7 +105,7 @@ ABLATIONS = {  # section -> settings every smoke run of 07_ablations must have w
 
 @pytest.mark.parametrize("section", sorted(ABLATIONS))
 def test_ablation_table_written(section):
-    from weaksep.ablations import ABLATION_COLUMNS, load_ablation
+    from weaksep.reproduce.ablations import ABLATION_COLUMNS, load_ablation
 
     df = load_ablation(RESULTS / f"07_ablations_{section}.csv")
     assert list(df.columns) == list(ABLATION_COLUMNS)

@@ -1,10 +1,10 @@
 """The committed result tables are what the package computes from the committed per-query rows.
 
 Every table of ``results/`` (the quick study) and of ``results/converged/`` (the headline) is written again, into a temporary folder, by the
-same :class:`~weaksep.study.Study` methods the notebooks call
-(:meth:`~weaksep.study.Study.write_table`, :meth:`~weaksep.study.Study.write_ablation`)
+same :class:`~weaksep.reproduce.study.Study` methods the notebooks call
+(:meth:`~weaksep.reproduce.study.Study.write_table`, :meth:`~weaksep.reproduce.study.Study.write_ablation`)
 from ``results/queries/<table>.csv`` and ``results/configs/<table>.json``, and
-``summary.csv`` by :func:`weaksep.summary.compare_to_paper` from the rows written beside them.
+``summary.csv`` by :func:`weaksep.reproduce.summary.compare_to_paper` from the rows written beside them.
 Every numeric cell must agree within 1e-6 and every other cell exactly. No model
 is loaded: a change to how tables are summarised fails here, naming the table and
 the column, until the results are made again.
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from weaksep.summary import TABLE_FILES
+from weaksep.reproduce.summary import TABLE_FILES
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 TOLERANCE = 1e-6
@@ -59,7 +59,7 @@ def _inputs(root: Path, name: str) -> tuple[pd.DataFrame, dict]:
 
 def _study(config: dict, out: Path):
     """A study of the config's profile writing into ``out``; its CLAP is never loaded."""
-    from weaksep.study import Study
+    from weaksep.reproduce.study import Study
 
     study = Study(
         config["profile"]["name"], data_root=out / "cache", results_dir=out, clap_backend="proxy", progress=False
@@ -70,7 +70,7 @@ def _study(config: dict, out: Path):
 
 def _recompute_study_table(root: Path, name: str, out: Path) -> Path:
     table = {f: t for t, f in TABLE_FILES.items()}.get(name)
-    assert table is not None, f"{name} is not in weaksep.summary.TABLE_FILES {TABLE_FILES}"
+    assert table is not None, f"{name} is not in weaksep.reproduce.summary.TABLE_FILES {TABLE_FILES}"
     rows, config = _inputs(root, name)
     _study(config, out).write_table(Path(name).stem, table, rows)
     return out / name
@@ -90,12 +90,12 @@ def _recompute_ablation(root: Path, name: str, out: Path) -> Path:
 
 
 def _recompute_summary(root: Path, out: Path) -> Path:
-    from weaksep.summary import compare_to_paper
+    from weaksep.reproduce.summary import compare_to_paper
 
     for name in _tables(root)[0]:  # writes the tables and, beside them, the per-query rows the claims use
         _recompute_study_table(root, name, out)
     path = out / "summary.csv"
-    path.write_text(compare_to_paper(out).to_csv(index=False))  # as weaksep.plots.redraw_all writes it
+    path.write_text(compare_to_paper(out).to_csv(index=False))  # as weaksep.reproduce.plots.redraw_all writes it
     return path
 
 

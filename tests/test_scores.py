@@ -1,4 +1,4 @@
-"""weaksep.scores against mir_eval 0.8.2 (the reference bss_eval_sources) and numpy."""
+"""weaksep.evaluation.scores against mir_eval 0.8.2 (the reference bss_eval_sources) and numpy."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from weaksep import scores
 from weaksep.clap.base import ClapBackend
+from weaksep.evaluation import scores
 
 mir_eval_separation = pytest.importorskip("mir_eval.separation")
 MIR_EVAL_VERSION = "0.8.2"  # bss_eval_sources is deprecated in 0.8 and due for removal in 0.9
@@ -216,7 +216,7 @@ def test_clap_similarity_is_cosine_of_embeddings() -> None:
 
 # --- the torch path (on the GPU in validation and evaluation) against the numpy reference ---
 
-TORCH_TOLERANCE_DB = 0.01  # issue 28: the device path within 0.01 dB of the numpy reference
+TORCH_TOLERANCE_DB = 0.01  # the device path within 0.01 dB of the numpy reference
 
 
 def _leaky_estimates(n: int, seed: int, interference: float, noise: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,11 +13,17 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from weaksep.audio_files import audio_extensions, expand_inputs, input_folder_names, output_paths, write_outputs
-from weaksep.inference import LoadedSeparator, separate_waveform
-from weaksep.model import Separator, SeparatorConfig
-from weaksep.overlap_add import crossfade_window, overlap_add, window_count
-from weaksep.separate import separate_files
+from weaksep.inference.audio_files import (
+    audio_extensions,
+    expand_inputs,
+    input_folder_names,
+    output_paths,
+    write_outputs,
+)
+from weaksep.inference.overlap_add import crossfade_window, overlap_add, window_count
+from weaksep.inference.separate import separate_files
+from weaksep.inference.waveform import LoadedSeparator, separate_waveform
+from weaksep.method.model import Separator, SeparatorConfig
 
 MODEL_RATE, WINDOW = 8000, 2048
 D = 16
@@ -197,7 +203,7 @@ def test_bad_prompts_and_waveforms_are_refused():
 def test_outputs_are_written_all_or_none(tmp_path, monkeypatch):
     import soundfile as sf
 
-    import weaksep.audio_files as audio_files
+    import weaksep.inference.audio_files as audio_files
 
     est = torch.zeros(2, 1, 100)
     out = tmp_path / "out"
@@ -373,7 +379,7 @@ def test_nothing_readable_is_an_error_and_writes_nothing(tmp_path):
 
 
 def test_benchmark_folder_on_two_short_files(smoke_study):
-    from weaksep.bench import benchmark_folder
+    from weaksep.tools.bench import benchmark_folder
 
     model = smoke_study.train("sup", 2, steps=5)  # the test_cli checkpoint, cached
     r = benchmark_folder(model, n_files=2, seconds=3.0, sample_rate=22050, channels=2)
@@ -383,7 +389,7 @@ def test_benchmark_folder_on_two_short_files(smoke_study):
 
 
 def test_the_recorded_clap_is_found_from_a_portable_path(tmp_path, monkeypatch):
-    from weaksep.inference import recorded_clap_paths
+    from weaksep.inference.waveform import recorded_clap_paths
 
     monkeypatch.setenv("WEAKSEP_CACHE", str(tmp_path / "default_cache"))
     cache = tmp_path / "other_cache"  # a study run with another data root

@@ -137,7 +137,7 @@ def test_rendered_corpora_give_the_batches_they_always_gave(smoke_study):
 
 
 def test_the_step_loader_gives_the_same_batches_with_workers(smoke_study):
-    from weaksep.objective import BatchSource, step_loader
+    from weaksep.method.objective import BatchSource, step_loader
 
     cfg = smoke_study.run_config("weak", 2, steps=4)
     source = BatchSource(smoke_study.clips("train"), cfg, smoke_study.profile, 4, 0)
@@ -150,7 +150,7 @@ def test_the_step_loader_gives_the_same_batches_with_workers(smoke_study):
 def test_prepare_decode_fills_the_stores_a_study_reads(tmp_path, capsys):
     from weaksep.cli import main
     from weaksep.data.fixtures import write_fixture
-    from weaksep.study import Study
+    from weaksep.reproduce.study import Study
 
     write_fixture("vggsound", tmp_path / "root")
     args = ["data", "prepare", "--root", str(tmp_path / "root"), "--out", str(tmp_path / "m"), "--skip-bad"]

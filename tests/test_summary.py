@@ -1,4 +1,4 @@
-"""weaksep.summary (our numbers beside the paper's) and weaksep.plots (figures from CSVs)."""
+"""weaksep.reproduce.summary (our numbers beside the paper's) and weaksep.reproduce.plots (figures from CSVs)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from weaksep import plots, summary
 from weaksep.cli import main
-from weaksep.tables import TABLE_COLUMNS, save_table, summarise_table
+from weaksep.reproduce import plots, summary
+from weaksep.reproduce.tables import TABLE_COLUMNS, save_table, summarise_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

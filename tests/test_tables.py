@@ -1,4 +1,4 @@
-"""weaksep.tables: aggregation against scipy, the table layout and its CSV round trip, the cluster bootstrap."""
+"""weaksep.reproduce.tables: aggregation against scipy, the table layout and its CSV round trip, the cluster bootstrap."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from weaksep import tables
+from weaksep.reproduce import tables
 
 
 def test_ci95_and_aggregate_against_scipy() -> None:
@@ -101,7 +101,7 @@ def test_summarise_table_layout(tmp_path) -> None:
 def test_cluster_bootstrap_resamples_seeds_and_items_not_queries() -> None:
     """Two queries of one item that always move together count as one cluster: the interval is that
     of the item means, and a seed offset widens it; a paired difference keeps its pairing."""
-    from weaksep import stats as wstats
+    from weaksep.evaluation import stats as wstats
 
     rng = np.random.default_rng(0)
     item_level = rng.normal(0, 2, 40)

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from weaksep.checkpoint import read_checkpoint
-from weaksep.objective import BatchSource
-from weaksep.train import NonFiniteLossError, train
+from weaksep.method.objective import BatchSource
+from weaksep.training.checkpoint import read_checkpoint
+from weaksep.training.train import NonFiniteLossError, train
 
 
 def _run(study, regime, out, steps=6, stop_after=None, n=2, val=None, profile=None, **kw):
@@ -101,7 +101,7 @@ def test_finished_run_is_reused_and_foreign_config_refused(smoke_study, tmp_path
 
 
 def test_non_finite_loss_stops_naming_step_and_term(smoke_study, tmp_path, monkeypatch):
-    import weaksep.train as tr
+    import weaksep.training.train as tr
 
     real = tr.training_losses
     calls = {"n": 0}
@@ -137,7 +137,7 @@ def test_validation_keeps_the_best_checkpoint_and_records_the_selection(smoke_st
 
 
 def test_plateau_rise():
-    from weaksep.validation import plateau_rise
+    from weaksep.training.validation import plateau_rise
 
     assert plateau_rise([100, 200], [1.0, 2.0]) is None  # too few points to say
     assert plateau_rise([100, 200, 300, 400, 500], [1, 2, 3, 4, 5]) == pytest.approx(1.0)  # still rising
@@ -229,7 +229,7 @@ def test_ddp_early_stop_ends_every_process_at_the_same_step(smoke_study, tmp_pat
 def test_a_committed_model_with_the_same_run_config_is_used_not_trained(smoke_study, tmp_path, capsys):
     """Notebooks on a fresh clone: a model in results/models whose saved run config is the one asked
     for is used as it is; with reuse off (make reproduce), or for another config, it is not."""
-    from weaksep.study import Study
+    from weaksep.reproduce.study import Study
 
     path = smoke_study.train("unsup", 2, steps=2, validate=False)
     results = tmp_path / "results"
@@ -264,7 +264,7 @@ def test_a_profile_with_the_same_clap_settings_conditions_on_another_profiles_co
     import shutil
 
     from weaksep.paths import file_sha256
-    from weaksep.study import Study
+    from weaksep.reproduce.study import Study
 
     same = [
         Study(name, data_root=tmp_path / "c", progress=False).default_clap_path().name
@@ -292,7 +292,7 @@ def test_the_converged_profile_is_quick_trained_longer_with_its_decay_before_the
     compare with quick's. A rate decay inside the last fifth would make every run's last fifth rise,
     never a plateau; an early stop allowed before the decay was validated would skip the decay."""
     from weaksep.profiles import get_profile
-    from weaksep.validation import LAST_SHARE
+    from weaksep.training.validation import LAST_SHARE
 
     quick, converged = get_profile("quick").to_dict(), get_profile("converged").to_dict()
     differ = {k for k in quick if quick[k] != converged[k]}
@@ -307,8 +307,8 @@ def test_stopping_lists_every_run_of_a_table_for_every_seed(tmp_path):
     """The table's stopping record reads each exported run's selection.json, seed 0 and the others alike."""
     import json
 
-    from weaksep.notebook import stopping
-    from weaksep.study import Study
+    from weaksep.reproduce.notebook import stopping
+    from weaksep.reproduce.study import Study
 
     study = Study("smoke", data_root=tmp_path / "cache", results_dir=tmp_path / "results", progress=False)
     config = {"runs": {"weak": {"regime": "weak"}, "sup@5%": {"regime": "sup"}}, "seeds": [0, 2], "n_sources": 3}
@@ -337,7 +337,7 @@ def test_accumulated_micro_batches_give_the_update_of_the_whole_batch(smoke_stud
     micro-batch on its own, as each GPU's share under DDP, which no accumulation can undo."""
     import copy
 
-    from weaksep.train import accumulated_backward, build_separator
+    from weaksep.training.train import accumulated_backward, build_separator
 
     study = smoke_study
     prof = study.profile.replace(batch_size=8 if regime == "semi" else 4)
@@ -368,7 +368,7 @@ def test_accumulated_micro_batches_give_the_update_of_the_whole_batch(smoke_stud
 def test_a_study_with_two_gpus_trains_each_run_under_torchrun(smoke_study, tmp_path, monkeypatch):
     """make reproduce GPUS=2: Study.train launches torchrun (two gloo processes here) with the run's
     own config, and returns the model as an in-process run would; the log is the DDP run's."""
-    from weaksep.study import Study
+    from weaksep.reproduce.study import Study
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("WEAKSEP_DIST_TIMEOUT_S", "120")
@@ -385,8 +385,8 @@ def test_validation_shared_out_over_processes_gives_the_one_process_means(smoke_
     """Two ranks score mixtures 0, 2, ... and 1, 3, ...; the all-reduced sums give validate()'s means."""
     import torch.distributed
 
-    from weaksep.train import build_separator
-    from weaksep.validation import validate, validate_across_processes
+    from weaksep.training.train import build_separator
+    from weaksep.training.validation import validate, validate_across_processes
 
     cfg = smoke_study.run_config("unsup", 2, steps=5)
     model = build_separator(cfg, smoke_study.profile, smoke_study.clap(), smoke_study.clips("train"))

@@ -61,11 +61,11 @@ class Profile:
     n_mels: int
     # --- evaluation ------------------------------------------------------
     eval_batch_size: int = 16
-    # --- validation and stopping (weaksep/validation.py) ----------------
+    # --- validation and stopping (weaksep/training/validation.py) ----------------
     plateau_db: float = 0.1  # plateaued: the last fifth of the steps raised the best validation SDR by less
     min_steps_fraction: float = 0.5  # never stop early before this share of the step budget
     seeds: tuple[int, ...] = (0,)  # seeds of every headline cell
-    # examples whose entities are the candidates of one contrastive group (weaksep.losses.grouped_contrastive_loss):
+    # examples whose entities are the candidates of one contrastive group (weaksep.method.losses.grouped_contrastive_loss):
     # the authors contrast every estimate of a sub-mixture slot on a GPU, their per-GPU batch of 2
     contrastive_group: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
@@ -214,7 +214,7 @@ def get_profile(name: str | None = None, **overrides: Any) -> Profile:
 
 
 # --------------------------------------------------------------------------
-# Ablation plans: the sweeps of notebook 07 (run by weaksep.ablation_runs)
+# Ablation plans: the sweeps of notebook 07 (run by weaksep.reproduce.ablation_runs)
 # --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AblationPlan:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .clap import ClapBackend
-from .model import SeparatorConfig
+from .method.model import SeparatorConfig
 from .paths import REPO_ROOT
 from .profiles import Profile
 from .training_semantics import CONFIRMED_CODE, TRAINING_SEMANTICS
@@ -38,16 +38,16 @@ TEXT_NORMS = ("vocabulary", "batch")
 # docstrings and formatting left out) are hashed by code_version(); a listed file that is missing
 # is an error, so that a move cannot silently drop it out of the hash.
 TRAINING_CODE = (
-    "model.py",
-    "losses.py",
-    "objective.py",
-    "train.py",
-    "validation.py",
-    "checkpoint.py",
-    "distrib.py",
+    "method/model.py",
+    "method/losses.py",
+    "method/objective.py",
+    "method/text_norm.py",
+    "training/train.py",
+    "training/validation.py",
+    "training/checkpoint.py",
+    "training/distrib.py",
     "runs.py",
     "profiles.py",
-    "text_norm.py",
     "data/__init__.py",
     "data/mixtures.py",
     "data/corpus.py",
@@ -80,7 +80,7 @@ class RunConfig:
     consistency: bool = True  # weak/semi: use the consistency term (ablations switch it off)
     contrastive: bool = True  # weak/semi: use the contrastive term
     # weak/semi: how many examples' entities are the candidates of one contrastive group
-    # (weaksep.losses.grouped_contrastive_loss). 1 here: a config saved before the setting existed
+    # (weaksep.method.losses.grouped_contrastive_loss). 1 here: a config saved before the setting existed
     # was trained with groups of one sub-mixture; a study passes its profile's (the authors' 2).
     contrastive_group: int = 1
     clap: dict[str, Any] = field(default_factory=dict)  # backend, checkpoint, sha256
@@ -89,7 +89,7 @@ class RunConfig:
     # (the paper) or "entity_mean", the normalised mean of its entities' embeddings.
     mixture_text: str = "sentence"
     sup_input: str = "mixture"  # see SUP_INPUTS
-    text_norm: str = "vocabulary"  # see weaksep.text_norm
+    text_norm: str = "vocabulary"  # see weaksep.method.text_norm
     lr: float | None = None  # None: the profile's
     data: str = "rendered"  # where the clips come from: "rendered" or a manifest folder's name and hash
     code: str = ""  # TRAINING_SEMANTICS of the code that trains it

@@ -16,7 +16,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_separate(sub: argparse._SubParsersAction) -> None:
-    from ..inference import DEFAULT_CHOICE, INSTRUMENT_CHECKPOINT, REFERENCE_RMS
+    from ..inference.waveform import DEFAULT_CHOICE, INSTRUMENT_CHECKPOINT, REFERENCE_RMS
 
     p = sub.add_parser(
         "separate",
@@ -131,8 +131,8 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_separate(args: argparse.Namespace) -> int:
-    from ..inference import default_checkpoint
-    from ..separate import separate_files
+    from ..inference.separate import separate_files
+    from ..inference.waveform import default_checkpoint
 
     if not 0 <= args.overlap <= 0.5:
         raise CliError(f"--overlap must be within 0..0.5, got {args.overlap}")
@@ -166,7 +166,7 @@ def _run_separate(args: argparse.Namespace) -> int:
 
 
 def _add_confidence(sub: argparse._SubParsersAction) -> None:
-    from ..confidence import DEFAULT_QUANTILE, DEFAULT_SOURCES
+    from ..inference.confidence import DEFAULT_QUANTILE, DEFAULT_SOURCES
 
     p = sub.add_parser(
         "confidence",
@@ -174,7 +174,7 @@ def _add_confidence(sub: argparse._SubParsersAction) -> None:
         description="How far to trust a separation: reference-free CLAP scores, and when to warn that a sound "
         "is absent. Scores every saved test mixture of the study against the prompt of each class, sets the "
         "threshold at the 5 %% quantile of the present prompts' scores, and writes it with its warning rates "
-        "on the test and held-out validation mixtures (weaksep/confidence.py); `weaksep separate` reads it.",
+        "on the test and held-out validation mixtures (weaksep/inference/confidence.py); `weaksep separate` reads it.",
     )
     p.add_argument(
         "--profile",
@@ -217,8 +217,8 @@ def _add_confidence(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_confidence(args: argparse.Namespace) -> int:
-    from ..confidence import FILE_NAME, measure_threshold, write_confidence
-    from ..study import Study
+    from ..inference.confidence import FILE_NAME, measure_threshold, write_confidence
+    from ..reproduce.study import Study
 
     if any(not 1 <= n <= 4 for n in args.sources):
         raise CliError(f"--sources must be within 1..4, got {args.sources}")

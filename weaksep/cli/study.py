@@ -23,15 +23,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "collapse-progress",
         help="keep only the last redraw of each progress bar in executed notebooks",
         description="Keep, of each progress bar in an executed notebook, only what a terminal would show, and "
-        "no path of the machine that ran it (weaksep/collapse_progress.py).",
+        "no path of the machine that ran it (weaksep/reproduce/collapse_progress.py).",
     )
     p.add_argument("notebooks", nargs="+", type=Path, help="executed .ipynb files, rewritten in place")
     p.set_defaults(run=_run_collapse_progress)
 
 
 def _run_figures(args: argparse.Namespace) -> int:
-    from ..plots import redraw_all
-    from ..summary import to_markdown
+    from ..reproduce.plots import redraw_all
+    from ..reproduce.summary import to_markdown
 
     out = redraw_all(args.results)
     print(to_markdown(out["claims"][["claim", "metric", "paper", "ours", "ci_low", "ci_high", "verdict"]], digits=1))
@@ -41,7 +41,7 @@ def _run_figures(args: argparse.Namespace) -> int:
 
 
 def _run_collapse_progress(args: argparse.Namespace) -> int:
-    from ..collapse_progress import collapse_progress
+    from ..reproduce.collapse_progress import collapse_progress
 
     for path in args.notebooks:
         try:

@@ -22,7 +22,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="what the study costs on this machine, as medians of repeated runs",
         description="What the study costs on this machine, as medians of repeated runs: rendering and "
         "data-loading throughput, the default CLAP's audio tower, training steps per second and peak memory "
-        "of every regime (each in a fresh process), and the separation real-time factor (weaksep/bench.py).",
+        "of every regime (each in a fresh process), and the separation real-time factor (weaksep/tools/bench.py).",
     )
     p.add_argument("--profile", default="quick", choices=sorted(PROFILES), help="profile (default: quick)")
     p.add_argument("--repeats", type=int, default=5, help="repeats each figure is the median of (default 5)")
@@ -43,7 +43,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from ..bench import checkout_of, run_benchmarks, time_whole_runs
+    from ..tools.bench import checkout_of, run_benchmarks, time_whole_runs
 
     before = checkout_of(args.before) if args.before else None
     if args.whole_runs:
@@ -59,7 +59,7 @@ def _add_bench_step(sub: argparse._SubParsersAction) -> None:
         help="the cost of one training step (or one whole run), as one JSON line",
         description="The cost of one training step, measured in this process: median s/step over --steps steps "
         "after 2 warm-up steps, the step's FLOPs, the GFLOP/s of a 1024 x 1024 fp32 matrix product measured "
-        "just before, and the step's achieved FLOP/s as a share of it (weaksep/bench_step.py). `weaksep bench` "
+        "just before, and the step's achieved FLOP/s as a share of it (weaksep/tools/bench_step.py). `weaksep bench` "
         "runs the same code in fresh processes, beside an earlier commit's.",
     )
     p.add_argument("regime", choices=REGIMES, help="training regime")
@@ -77,7 +77,7 @@ def _run_bench_step(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..bench_step import measure, profiler_table, whole_run
+    from ..tools.bench_step import measure, profiler_table, whole_run
 
     if args.flush_denormal:
         torch.set_flush_denormal(True)
@@ -98,7 +98,7 @@ def _add_gpu_check(sub: argparse._SubParsersAction) -> None:
         help="time a few training steps and one validation of a profile on this machine's device",
         description="Train a profile's separator for a few steps on noise clips with an untrained CLAP of the "
         "profile's architecture (nothing to download), time the steps, one validation and the peak memory, "
-        "and write them as JSON (weaksep/gpu_check.py).",
+        "and write them as JSON (weaksep/tools/gpu_check.py).",
     )
     p.add_argument("--profile", default="paper", choices=sorted(PROFILES), help="profile (default: paper)")
     p.add_argument("--regime", choices=REGIMES, default="weak", help="training regime (default: weak)")
@@ -117,8 +117,8 @@ def _add_gpu_check(sub: argparse._SubParsersAction) -> None:
 def _run_gpu_check(args: argparse.Namespace) -> int:
     import json
 
-    from ..gpu_check import gpu_check
     from ..io import atomic_write_text
+    from ..tools.gpu_check import gpu_check
 
     figures = gpu_check(
         args.profile,
@@ -143,7 +143,7 @@ def _add_bench_data(sub: argparse._SubParsersAction) -> None:
         help="measure the data path on generated datasets of a real dataset's size",
         description="Write a MUSIC-layout and a VGGSound-layout dataset (at 1x and --scale x their clip count), "
         "prepare each, read training batches through the loader and write the figures as JSON "
-        "(weaksep/bench_data.py).",
+        "(weaksep/tools/bench_data.py).",
     )
     p.add_argument("--work", default=".cache/bench-data", help="folder for the generated data (removed after)")
     p.add_argument("--music-files", type=int, default=40, help="MUSIC recordings at 1x (default 40)")
@@ -160,8 +160,8 @@ def _run_bench_data(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..bench_data import bench_data
     from ..io import atomic_write_text
+    from ..tools.bench_data import bench_data
 
     command = (
         f"weaksep bench-data --music-files {args.music_files} --music-seconds {args.music_seconds:g} "
@@ -197,7 +197,7 @@ def _add_budget(sub: argparse._SubParsersAction) -> None:
         description="A cheaper training budget, held to the seed spread of the profile's: runs of the "
         "profile's budget and of the cheaper one (--steps, --lr, --batch-size) are trained with the same seeds "
         "and compared by their best validation SDR; writes results/budget_lever.csv and "
-        "results/configs/budget_lever.json (weaksep/budget.py).",
+        "results/configs/budget_lever.json (weaksep/tools/budget.py).",
     )
     p.add_argument(
         "--profile", default=None, choices=sorted(PROFILES), help="study profile (default: $WEAKSEP_PROFILE or quick)"
@@ -215,7 +215,7 @@ def _add_budget(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_budget(args: argparse.Namespace) -> int:
-    from ..budget import budget_lever
+    from ..tools.budget import budget_lever
 
     cheaper = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("batch_size", args.batch_size)) if v}
     table = budget_lever(args.profile, cheaper, args.regimes, args.sources, args.seeds, not args.no_progress)

@@ -130,7 +130,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--gpu-tflops",
         type=float,
         default=None,
-        help="dry run: sustained GPU throughput in TFLOP/s to assume (default: weaksep.dry_run's)",
+        help="dry run: sustained GPU throughput in TFLOP/s to assume (default: weaksep.training.dry_run's)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_train)
@@ -158,7 +158,7 @@ def _run_train(args: argparse.Namespace) -> int:
         overrides["contrastive"] = False
     try:
         if args.dry_run:
-            from ..dry_run import dry_run, format_dry_run
+            from ..training.dry_run import dry_run, format_dry_run
 
             kw = {} if args.gpu_tflops is None else {"gpu_tflops": args.gpu_tflops}
             print(format_dry_run(dry_run(args.profile or "paper", args.regime, args.sources, **kw)))
@@ -187,7 +187,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _training_study(args: argparse.Namespace, profile: Any, **extra: Any) -> Any:
     """The study ``weaksep train`` trains in: its data, CLAP and how it runs, from the arguments."""
-    from ..study import Study, resolve_data
+    from ..reproduce.study import Study, resolve_data
 
     return Study(
         profile,
@@ -267,10 +267,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ..inference import load_for_inference
+    from ..inference.waveform import load_for_inference
     from ..io import atomic_write_text
     from ..profiles import get_profile
-    from ..study import Study, resolve_data
+    from ..reproduce.study import Study, resolve_data
 
     if not 1 <= args.sources <= 4:
         raise CliError(f"--sources must be 1..4, got {args.sources}")

@@ -37,7 +37,7 @@ from urllib.parse import unquote
 
 import soundfile as sf
 
-from ..audio_files import audio_extensions
+from ..inference.audio_files import audio_extensions
 from ..io import atomic_write_text
 from .recorded_rules import RULES, SOURCES, SPLIT_SHARES, SPLITS, Rule, Source
 
