@@ -410,4 +410,6 @@ def test_the_recorded_clap_is_found_from_a_portable_path(tmp_path, monkeypatch):
     assert first_file(str(clap)) == clap
     assert first_file("<cache>/smoke/clap/gone.pt") is None
     # the cache the run was trained in comes first, the default cache last
-    assert recorded_clap_paths("<cache>/q/c.pt", ckpt, None, tmp_path)[-1] == tmp_path / "default_cache" / "q" / "c.pt"
+    found = recorded_clap_paths("<cache>/q/c.pt", ckpt, None, tmp_path)
+    assert found[-2] == tmp_path / "default_cache" / "q" / "c.pt"
+    assert found[-1] == ckpt.parent / "c.pt"  # a dataset's own CLAP committed beside the model
