@@ -2,7 +2,9 @@
 # every notebook at the smoke profile, their outputs and the committed results),
 # `make test-unit` the fast unit tests only, `make ablations` the ablations of notebook 07
 # (SECTIONS=design,lr: only those).
-# DATA=DIR: a folder of manifests or a MUSIC / VGGSound / AudioCaps root instead of the rendered corpora.
+# DATA=DIR: a folder of manifests or a MUSIC / VGGSound / AudioCaps root instead of the rendered instruments (01-04).
+# EVENTS_DATA=DIR: the same for the sound-event setting of 08_captioned_events (a VGGSound or AudioCaps root);
+# without it 08 trains on the rendered sound events and says so. 09 always reads the recorded corpus.
 # CLAP_CKPT=FILE (CLAP_BACKEND=laion TOKENIZER=DIR for LAION-CLAP at the smoke or quick sizes;
 # the paper profile uses laion by default): the CLAP to condition on instead of the default one.
 # Each sets up .venv first; re-running setup when nothing changed takes seconds.
@@ -13,6 +15,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.weaksep-installed
 PROFILE ?= quick
 DATA ?=
+EVENTS_DATA ?=
 CLAP_CKPT ?=
 CLAP_BACKEND ?=
 TOKENIZER ?=
@@ -26,7 +29,6 @@ GPUS ?=
 # SEEDS=0,1,2 trains every headline cell with those seeds instead of the profile's (quick: 0 only).
 # STEPS=N: a step budget per run other than the profile's (the tests run the study with a few).
 NB_PARAMS := -p profile $(PROFILE) -p reuse $(if $(filter 1,$(REUSE)),True,False) \
-	$(if $(DATA),-p data $(abspath $(DATA))) \
 	$(if $(CLAP_CKPT),-p clap_checkpoint $(abspath $(CLAP_CKPT))) \
 	$(if $(CLAP_BACKEND),-p clap_backend $(CLAP_BACKEND)) \
 	$(if $(TOKENIZER),-p tokenizer_dir $(abspath $(TOKENIZER))) \
@@ -64,7 +66,9 @@ test: setup lint
 # every notebook; trained models are cached by config hash and reused.
 # Keyed by the notebook parameters and the results folder, so that another DATA, CLAP or
 # STEPS runs every notebook again instead of finding them done.
-STAMPS := .cache/stamps/$(PROFILE)-$(shell echo '$(NB_PARAMS) $(abspath $(RESULTS))' | sha1sum | cut -c1-10)
+# Each setting reads its own data root: 08 EVENTS_DATA, 09 the recorded corpus, the others DATA.
+DATA_PARAM = $(if $(filter 08_captioned_events,$*),$(if $(EVENTS_DATA),-p data $(abspath $(EVENTS_DATA))),$(if $(filter 09_recorded_events,$*),,$(if $(DATA),-p data $(abspath $(DATA)))))
+STAMPS := .cache/stamps/$(PROFILE)-$(shell echo '$(NB_PARAMS) $(abspath $(DATA)) $(abspath $(EVENTS_DATA)) $(abspath $(RESULTS))' | sha1sum | cut -c1-10)
 reproduce: setup $(foreach nb,$(STUDY_NOTEBOOKS),$(STAMPS)/$(nb).done)
 	@cat $(RESULTS)/summary.md
 
@@ -84,7 +88,7 @@ ablations: setup
 
 $(STAMPS)/%.done: notebooks/%.ipynb $(SOURCES) | setup
 	@mkdir -p $(RESULTS)/notebooks $(STAMPS)
-	$(if $(GPUS),WEAKSEP_GPUS=$(GPUS)) $(BIN)/papermill --cwd notebooks $< $(RESULTS)/notebooks/$*.ipynb.tmp $(NB_PARAMS) \
+	$(if $(GPUS),WEAKSEP_GPUS=$(GPUS)) $(BIN)/papermill --cwd notebooks $< $(RESULTS)/notebooks/$*.ipynb.tmp $(NB_PARAMS) $(DATA_PARAM) \
 		$(if $(filter 07_ablations,$*),$(NB07_PARAMS)) --log-output --no-progress-bar
 	@# The notebook keeps every redraw of a progress bar (about 0.9 MB per training notebook):
 	@# keep only the last, as a terminal shows it.

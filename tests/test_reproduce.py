@@ -70,7 +70,7 @@ def check_layout_tables(results: Path, root: Path, record) -> None:
 def test_make_reproduce_on_captioned_data_in_the_audiocaps_layout(tmp_path):
     root = tmp_path / "audiocaps"
     record = write_fixture("audiocaps", root)  # a few listed files missing and one corrupt: skipped and counted
-    results, out = make_reproduce(tmp_path, DATA=root)
+    results, out = make_reproduce(tmp_path, DATA=root, EVENTS_DATA=root)  # the one root feeds both settings
     assert "weak" in out  # make ends by printing summary.md
     check_layout_tables(results, root, record)
     for name, cfg in table_configs(results).items():
@@ -116,11 +116,12 @@ def _papermill_calls(make_output: str) -> dict[str, dict[str, object]]:
 def test_make_hands_every_setting_to_the_notebooks_that_declare_it(tmp_path, ablations):
     """A setting papermill passes to a notebook that does not declare it is silently ignored: each
     must reach every notebook that declares it, with its value, and every notebook that trains."""
-    data, ckpt, tok = tmp_path / "data", tmp_path / "clap.pt", tmp_path / "tokenizer"
+    data, events, ckpt, tok = tmp_path / "data", tmp_path / "events", tmp_path / "clap.pt", tmp_path / "tokenizer"
     env = {**os.environ, "WEAKSEP_RESULTS": str(tmp_path / "results")}
     settings = [
         "PROFILE=smoke",
         f"DATA={data}",
+        f"EVENTS_DATA={events}",
         "CLAP_BACKEND=laion",
         f"CLAP_CKPT={ckpt}",
         f"TOKENIZER={tok}",
@@ -153,7 +154,9 @@ def test_make_hands_every_setting_to_the_notebooks_that_declare_it(tmp_path, abl
     assert ("07_ablations" in calls) == ablations
     for notebook, params in calls.items():
         declared = _notebook_parameters(REPO / "notebooks" / f"{notebook}.ipynb")
-        wanted = {k: v for k, v in expected.items() if k in declared}
+        # each setting its own data root: 08 the sound events', 09 none (the recorded corpus)
+        own = {"08_captioned_events": {"data": str(events)}, "09_recorded_events": {"data": None}}.get(notebook, {})
+        wanted = {k: v for k, v in {**expected, **own}.items() if k in declared or k in own}
         assert {k: params.get(k) for k in wanted} == wanted, notebook
     trains = [nb for nb in calls if nb[:2] in {"01", "02", "03", "04", "08"}]
     assert len(trains) == 5
