@@ -24,7 +24,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Train one separator (one regime, one N) on the study's data, on one CPU, one "
         "GPU or many (under torchrun). Interrupted runs resume from --out.",
     )
-    p.add_argument("--regime", choices=REGIMES, default=None, help="training regime (weaksep/METHOD.md#objective)")
+    p.add_argument("--regime", choices=REGIMES, default=None, help="training regime (docs/METHOD.md#objective)")
     p.add_argument(
         "--run-config",
         default=None,

@@ -6,7 +6,7 @@ and cello") for the instruments, or a caption ("A bird tweets while a phone is
 ringing") for the sound events; its entities are the class names (recovered
 from the caption by the rule-based parser for the events).
 
-Training uses *mixtures of mixtures* ``M = m1 + m2`` (``weaksep/METHOD.md#objective``): ``MixtureSampler``
+Training uses *mixtures of mixtures* ``M = m1 + m2`` (``docs/METHOD.md#objective``): ``MixtureSampler``
 draws ``2N`` distinct classes per example, so the two sub-mixtures share none.
 """
 

@@ -67,7 +67,7 @@ def grouped_contrastive_loss(
     estimates of the S sub-mixtures of B examples and of their entity prompts.
     For every sub-mixture slot s, the estimates of ``group_size`` consecutive
     examples and all their entities form one group of ``group_size * N``
-    candidates (``METHOD.md#objective``): 1 contrasts an estimate with the N
+    candidates (``docs/METHOD.md#objective``): 1 contrasts an estimate with the N
     entities of its own sub-mixture only; the authors' code contrasts it with
     every entity of its slot on the device (``group_size`` = their per-GPU batch,
     2). A ``group_size`` above B is the whole batch; when B is not a multiple of

@@ -1,6 +1,6 @@
 """The objective of each regime: which batches a step draws and which losses it takes.
 
-Regimes (``weaksep/METHOD.md#objective``):
+Regimes (``docs/METHOD.md#objective``):
 
 * ``unsup``: mix-and-separate on the whole text of each sub-mixture;
 * ``weak``: ``unsup`` + consistency + bi-modal contrastive (the paper's method);

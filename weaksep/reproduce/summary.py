@@ -1,4 +1,4 @@
-"""Our numbers beside the paper's claims (``weaksep/METHOD.md#claims``).
+"""Our numbers beside the paper's claims (``docs/METHOD.md#claims``).
 
 One purpose: each claim's figure, interval and verdict, and the summary files
 written from them.
